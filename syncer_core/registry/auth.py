@@ -1,0 +1,252 @@
+"""Registry authentication as an `httpx.Auth`: anonymous, Basic, and Bearer tokens.
+
+The Bearer flow follows the distribution token spec: a 401 carries
+`WWW-Authenticate: Bearer realm=...,service=...,scope=...`; we fetch a token
+from the realm (with Basic credentials when configured), cache it per scope
+set, and replay the request. Design points:
+
+- `sync_auth_flow` is overridden instead of setting `requires_response_body`,
+  which would buffer every blob body; only 401 and token bodies are read.
+- Credentials go only to the registry's own origin and to its token realm;
+  a realm that downgrades https to http is refused (`InsecureRealmError`)
+  unless the registry is configured insecure.
+- A request with a streamed body cannot be replayed after a 401: callers open
+  uploads with a body-less POST first, which leaves a cached token behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+
+import httpx
+
+from syncer_core.errors import (
+    AuthenticationError,
+    InsecureRealmError,
+    TransientRegistryError,
+)
+from syncer_core.registry.access import RegistryAccess
+from syncer_core.registry.challenge import Challenge, parse_www_authenticate
+from syncer_core.registry.responses import error_from_response
+
+__all__ = ["SCOPE_EXTENSION", "RegistryAuth", "scopes_for_request"]
+
+#: Request extension through which the client names extra scopes (cross-repo mount).
+SCOPE_EXTENSION = "syncer_scopes"
+_MIN_TOKEN_LIFE = 60.0
+_RENEW_EARLY = 5.0
+
+
+def scopes_for_request(request: httpx.Request) -> tuple[str, ...]:
+    """Derive the token scopes a registry request needs.
+
+    `/v2/<name>/{manifests,blobs,tags}/...` needs `repository:<name>:pull`, plus
+    `push` for anything but GET/HEAD. Extra scopes set by the client through
+    the `syncer_scopes` request extension are added (mount needs pull on the
+    source repository in the same token).
+    """
+    scopes: list[str] = []
+    path = request.url.path
+    if path.startswith("/v2/"):
+        for marker in ("/manifests/", "/blobs/", "/tags/"):
+            idx = path.find(marker)
+            if idx > len("/v2/"):
+                name = path[len("/v2/") : idx]
+                readonly = request.method in ("GET", "HEAD")
+                scopes.append(f"repository:{name}:{'pull' if readonly else 'pull,push'}")
+                break
+    extra = request.extensions.get(SCOPE_EXTENSION, ())
+    scopes.extend(s for s in extra if s not in scopes)
+    return tuple(scopes)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+
+
+class _TokenCache:
+    """Thread-safe tokens keyed by the sorted scope set."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, ...], _Token] = {}
+
+    def get(self, scopes: Iterable[str]) -> str | None:
+        key = tuple(sorted(scopes))
+        with self._lock:
+            token = self._tokens.get(key)
+            if token and token.expires_at - _RENEW_EARLY > time.monotonic():
+                return token.value
+        return None
+
+    def put(self, scopes: Iterable[str], value: str, lifetime: float) -> None:
+        with self._lock:
+            expires = time.monotonic() + max(lifetime, _MIN_TOKEN_LIFE)
+            self._tokens[tuple(sorted(scopes))] = _Token(value, expires)
+
+    def drop(self, scopes: Iterable[str]) -> None:
+        with self._lock:
+            self._tokens.pop(tuple(sorted(scopes)), None)
+
+
+class RegistryAuth(httpx.Auth):
+    """Answer registry auth challenges for one registry origin.
+
+    Args:
+        access: the registry's credentials and `insecure` flag.
+        registry: the registry host, used in error messages.
+    """
+
+    def __init__(self, access: RegistryAccess, registry: str):
+        self._access = access
+        self._registry = registry
+        self._tokens = _TokenCache()
+        self._lock = threading.Lock()
+        self._origin: tuple[str, str, int | None] | None = None
+        self._scheme: str | None = None  # "basic" or "bearer" once a challenge was seen
+        self._bearer: Challenge | None = None
+
+    def bind_origin(self, base_url: httpx.URL) -> None:
+        """Fix the registry origin; credentials are never attached elsewhere."""
+        self._origin = _origin(base_url)
+
+    def _basic_header(self) -> str | None:
+        if not self._access.has_basic_credentials:
+            return None
+        assert self._access.password is not None
+        raw = f"{self._access.username}:{self._access.password.get_secret_value()}"
+        return "Basic " + base64.b64encode(raw.encode()).decode()
+
+    def _preauthorize(self, request: httpx.Request, scopes: tuple[str, ...]) -> None:
+        if self._access.token is not None:
+            request.headers["Authorization"] = f"Bearer {self._access.token.get_secret_value()}"
+        elif self._scheme == "basic" and (basic := self._basic_header()):
+            request.headers["Authorization"] = basic
+        elif self._scheme == "bearer" and (token := self._tokens.get(scopes)):
+            request.headers["Authorization"] = f"Bearer {token}"
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        """Send `request`, answering one Basic or Bearer challenge if needed."""
+        if self._origin is not None and _origin(request.url) != self._origin:
+            request.headers.pop("Authorization", None)
+            yield request
+            return
+        scopes = scopes_for_request(request)
+        self._preauthorize(request, scopes)
+        response = yield request
+        if response.status_code != 401 or self._access.token is not None:
+            return
+        challenges = parse_www_authenticate(response.headers.get_list("www-authenticate"))
+        bearer = next((c for c in challenges if c.scheme == "bearer"), None)
+        basic = next((c for c in challenges if c.scheme == "basic"), None)
+        if bearer is not None and bearer.realm:
+            response.read()
+            wanted = tuple(dict.fromkeys([*scopes, *bearer.scopes]))
+            token = yield from self._fetch_token(request, bearer, wanted)
+            self._scheme = "bearer"
+            request.headers["Authorization"] = f"Bearer {token}"
+        elif basic is not None and (header := self._basic_header()):
+            response.read()
+            self._scheme = "basic"
+            request.headers["Authorization"] = header
+        else:
+            return
+        if not _replayable(request):
+            return  # the caller turns this 401 into a retryable error
+        yield request
+
+    def async_auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        """Not supported: the engine is synchronous."""
+        raise RuntimeError("RegistryAuth supports synchronous clients only")
+
+    def _token_request(
+        self, realm: httpx.URL, challenge: Challenge, scopes: tuple[str, ...]
+    ) -> httpx.Request:
+        params: list[tuple[str, str | int | float | bool | None]] = []
+        if challenge.service:
+            params.append(("service", challenge.service))
+        headers = {"Accept": "application/json"}
+        if self._access.identity_token is not None:
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": self._access.identity_token.get_secret_value(),
+                "client_id": "image-syncer",
+                "service": challenge.service or "",
+                "scope": " ".join(scopes),
+            }
+            return httpx.Request("POST", realm, data=form, headers=headers)
+        params.extend(("scope", s) for s in scopes)
+        if self._access.username:
+            params.append(("account", self._access.username))
+        if basic := self._basic_header():
+            headers["Authorization"] = basic
+        return httpx.Request("GET", realm.copy_merge_params(params), headers=headers)
+
+    def _check_realm(self, request: httpx.Request, realm: httpx.URL) -> None:
+        if request.url.scheme == "https" and realm.scheme != "https" and not self._access.insecure:
+            raise InsecureRealmError(
+                f"{self._registry}: refusing token realm {realm} (https registry, http realm)",
+                registry=self._registry,
+            )
+
+    def _fetch_token(
+        self, request: httpx.Request, challenge: Challenge, scopes: tuple[str, ...]
+    ) -> Generator[httpx.Request, httpx.Response, str]:
+        cached = self._tokens.get(scopes)
+        if cached is not None and challenge.error != "insufficient_scope":
+            # Our cached token was just refused: it expired or was revoked early.
+            self._tokens.drop(scopes)
+        realm = request.url.join(challenge.realm or "")
+        self._check_realm(request, realm)
+        token_response = yield self._token_request(realm, challenge, scopes)
+        token_response.read()
+        what = f"token request to {realm.copy_with(query=None)}"
+        if token_response.status_code in (401, 403):
+            raise AuthenticationError(
+                f"{self._registry}: credentials rejected by the token service ({what}: "
+                f"{token_response.status_code})",
+                registry=self._registry,
+                status_code=token_response.status_code,
+            )
+        if not token_response.is_success:
+            raise error_from_response(token_response, registry=self._registry, what=what)
+        value, lifetime = _parse_token(token_response, self._registry)
+        self._tokens.put(scopes, value, lifetime)
+        return value
+
+
+def _replayable(request: httpx.Request) -> bool:
+    """A body we hold in memory can be sent again; a generator cannot."""
+    return isinstance(request.stream, httpx.ByteStream)
+
+
+def _parse_token(response: httpx.Response, registry: str) -> tuple[str, float]:
+    try:
+        doc = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if not isinstance(doc, dict):
+        raise TransientRegistryError(
+            f"{registry}: token service returned no JSON", registry=registry
+        )
+    value = doc.get("token") or doc.get("access_token")
+    if not isinstance(value, str) or not value:
+        raise AuthenticationError(f"{registry}: token service returned no token", registry=registry)
+    expires = doc.get("expires_in")
+    lifetime = (
+        float(expires) if isinstance(expires, int | float) and expires > 0 else _MIN_TOKEN_LIFE
+    )
+    return value, lifetime

@@ -1,0 +1,1 @@
+"""The sync engine: planning, blob and image copy, results."""

@@ -1,0 +1,1 @@
+"""Prefect orchestration of the `syncer_core` engine: flows, tasks and the CLI."""

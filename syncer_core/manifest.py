@@ -21,6 +21,7 @@ from syncer_core.digest import compute_digest, is_digest
 from syncer_core.errors import ManifestError
 
 __all__ = [
+    "MAX_MANIFEST_BYTES",
     "Descriptor",
     "ImageIndex",
     "ImageManifest",

@@ -75,29 +75,51 @@ class _Token:
     expires_at: float
 
 
+def _canonical_scope(scope: str) -> str:
+    """Sort a scope's actions: distribution words one challenge `push,pull` or `pull,push`."""
+    resource, sep, actions = scope.rpartition(":")
+    if not sep or not resource:
+        return scope
+    return f"{resource}:{','.join(sorted(set(actions.split(','))))}"
+
+
+def _scope_key(scopes: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted({_canonical_scope(s) for s in scopes}))
+
+
 class _TokenCache:
-    """Thread-safe tokens keyed by the sorted scope set."""
+    """Thread-safe tokens keyed by the sorted, canonical scope set."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, ...], _Token] = {}
 
     def get(self, scopes: Iterable[str]) -> str | None:
-        key = tuple(sorted(scopes))
+        """A live token for exactly these scopes, else the newest one covering them.
+
+        Covering matters for a mount that fell back to an upload: its session is
+        finished with the mount's token (destination push + source pull).
+        """
+        key = _scope_key(scopes)
+        wanted = set(key)
+        now = time.monotonic()
         with self._lock:
-            token = self._tokens.get(key)
-            if token and token.expires_at - _RENEW_EARLY > time.monotonic():
-                return token.value
+            covering = [t for k, t in reversed(self._tokens.items()) if wanted <= set(k)]
+            for token in [self._tokens.get(key), *covering]:
+                if token is not None and token.expires_at - _RENEW_EARLY > now:
+                    return token.value
         return None
 
     def put(self, scopes: Iterable[str], value: str, lifetime: float) -> None:
         with self._lock:
             expires = time.monotonic() + max(lifetime, _MIN_TOKEN_LIFE)
-            self._tokens[tuple(sorted(scopes))] = _Token(value, expires)
+            self._tokens[_scope_key(scopes)] = _Token(value, expires)
 
-    def drop(self, scopes: Iterable[str]) -> None:
+    def discard(self, value: str) -> None:
+        """Forget a token the registry refused, under whichever scope sets hold it."""
         with self._lock:
-            self._tokens.pop(tuple(sorted(scopes)), None)
+            for key in [k for k, t in self._tokens.items() if t.value == value]:
+                del self._tokens[key]
 
 
 class RegistryAuth(httpx.Auth):
@@ -149,12 +171,18 @@ class RegistryAuth(httpx.Auth):
         response = yield request
         if response.status_code != 401 or self._access.token is not None:
             return
+        if _origin(response.url) != _origin(request.url):
+            return  # a redirect target's challenge: its realm gets no credentials
+        if not _replayable(request):
+            # Answering would yield a token request, and httpx hands the caller
+            # the last response of the flow: the token's 200, not this 401.
+            return  # the caller turns this 401 into a retryable error
         challenges = parse_www_authenticate(response.headers.get_list("www-authenticate"))
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
         if bearer is not None and bearer.realm:
             response.read()
-            wanted = tuple(dict.fromkeys([*scopes, *bearer.scopes]))
+            wanted = tuple(dict.fromkeys(_canonical_scope(s) for s in (*scopes, *bearer.scopes)))
             token = yield from self._fetch_token(request, bearer, wanted)
             self._scheme = "bearer"
             request.headers["Authorization"] = f"Bearer {token}"
@@ -164,8 +192,6 @@ class RegistryAuth(httpx.Auth):
             request.headers["Authorization"] = header
         else:
             return
-        if not _replayable(request):
-            return  # the caller turns this 401 into a retryable error
         yield request
 
     def async_auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]

@@ -308,6 +308,10 @@ class RegistryClient:
         """Cross-repository mount; on 202 the opened upload session is returned for reuse."""
         return self._uploader.mount(repository, digest, from_repository)
 
+    def cancel_upload(self, upload_url: str) -> None:
+        """Abandon an upload session (best effort)."""
+        self._uploader.cancel(upload_url)
+
     def push_blob(
         self,
         repository: str,

@@ -15,7 +15,7 @@ import httpx
 from syncer_core.errors import ConfigError
 from syncer_core.registry.access import RegistryAccess
 
-__all__ = ["ClientOptions", "build_http_client", "ssl_verification"]
+__all__ = ["USER_AGENT", "ClientOptions", "build_http_client", "ssl_verification"]
 
 USER_AGENT = "image-syncer/0.1 (+python-httpx)"
 

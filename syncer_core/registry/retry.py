@@ -62,9 +62,12 @@ def call_with_retries(
     operation: Callable[[], T],
     policy: RetryPolicy,
     *,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> T:
-    """Run `operation`, retrying transient `RegistryError`s as `policy` allows."""
+    """Run `operation`, retrying transient `RegistryError`s as `policy` allows.
+
+    `sleep` defaults to `time.sleep`, looked up at call time so tests can patch it.
+    """
     attempt = 1
     while True:
         try:
@@ -73,5 +76,5 @@ def call_with_retries(
             wait = policy.delay(attempt, error)
             if wait is None:
                 raise
-            sleep(wait)
+            (sleep or time.sleep)(wait)
             attempt += 1

@@ -1,0 +1,201 @@
+"""The command line: image-syncer's flags, run as a Prefect flow.
+
+Exit codes: 0 every image succeeded; 1 some image or rule failed (each is
+named with its reason); 2 a configuration or usage error, detected before
+any network traffic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from flows import environment
+
+environment.apply_defaults()
+
+from syncer_core.errors import ConfigError  # noqa: E402
+from syncer_core.platform import PlatformFilter  # noqa: E402
+from syncer_core.runconfig import load_run_config  # noqa: E402
+from syncer_core.sync.results import ImageStatus, SyncReport, write_private_file  # noqa: E402
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("image_syncer")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; `-h` documents every flag with its default."""
+    p = argparse.ArgumentParser(
+        prog="image-syncer",
+        description="Mirror container images between registries (a Prefect flow).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--auth", help="auth file (YAML/JSON): registry[/namespace] -> credentials")
+    p.add_argument("--images", help="images file (YAML/JSON): source -> destination(s)")
+    p.add_argument(
+        "--config",
+        help="legacy file with auth: and images: sections (--auth/--images are then ignored)",
+    )
+    p.add_argument(
+        "--registry",
+        help="default destination registry for empty destinations (else $DEFAULT_REGISTRY)",
+    )
+    p.add_argument("-p", "--proc", type=int, default=5, help="blob transfers in flight")
+    p.add_argument(
+        "-r",
+        "--retries",
+        type=int,
+        default=2,
+        help="retries of a failed transfer (transient errors only)",
+    )
+    p.add_argument(
+        "--os",
+        action="append",
+        default=[],
+        metavar="OS[:VERSION]",
+        help="only these OSes; repeatable and comma-separated",
+    )
+    p.add_argument(
+        "--arch",
+        action="append",
+        default=[],
+        metavar="ARCH[:VARIANT]",
+        help="only these architectures; repeatable and comma-separated",
+    )
+    p.add_argument("--force", action="store_true", help="push manifests even if unchanged")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check and plan only: print what would be copied, push nothing",
+    )
+    p.add_argument("--log", metavar="FILE", help="also write logs to FILE")
+    p.add_argument(
+        "--output-success-images",
+        metavar="FILE",
+        help="write synced and unchanged images as an images file",
+    )
+    p.add_argument(
+        "--output-failed-images", metavar="FILE", help="write failed images as an images file"
+    )
+    p.add_argument(
+        "--output-images-format",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="format of the --output-*-images files",
+    )
+    p.add_argument("--report", metavar="FILE", help="write a JSON report of every image")
+    p.add_argument("--rule-concurrency", type=int, default=4, help="rules in progress at once")
+    return p
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Reject flag values that make no sense, naming the flag."""
+    if args.proc < 1:
+        raise ConfigError(f"must be at least 1, got {args.proc}", file="--proc")
+    if args.retries < 0:
+        raise ConfigError(f"must be 0 or more, got {args.retries}", file="--retries")
+    if args.rule_concurrency < 1:
+        raise ConfigError(
+            f"must be at least 1, got {args.rule_concurrency}", file="--rule-concurrency"
+        )
+    for flag in ("log", "output_success_images", "output_failed_images", "report"):
+        value = getattr(args, flag)
+        if value is not None and not Path(value).resolve().parent.is_dir():
+            name = "--" + flag.replace("_", "-")
+            raise ConfigError(f"directory of {value!r} does not exist", file=name)
+    PlatformFilter.from_flags(args.os, args.arch)
+
+
+def _setup_logging(log_file: str | None) -> None:
+    log.setLevel(logging.INFO)
+    if not log.handlers:
+        log.addHandler(logging.StreamHandler(sys.stderr))
+    if log_file:
+        write_private_file(Path(log_file), "")
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        file_handler.setFormatter(logging.Formatter(fmt))
+        for name in ("image_syncer", "prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).addHandler(file_handler)
+
+
+def _write_outputs(args: argparse.Namespace, report: SyncReport) -> None:
+    fmt = args.output_images_format
+    if args.output_success_images:
+        report.write_images_file(
+            Path(args.output_success_images), (ImageStatus.SYNCED, ImageStatus.SKIPPED), fmt
+        )
+    if args.output_failed_images:
+        report.write_images_file(Path(args.output_failed_images), (ImageStatus.FAILED,), fmt)
+    if args.report:
+        report.write_json(Path(args.report))
+
+
+def _run(args: argparse.Namespace) -> SyncReport:
+    from flows.sync import sync_images  # imported late: Prefect is slow to import
+
+    state = sync_images(
+        images=args.images,
+        auth=args.auth,
+        config=args.config,
+        registry=args.registry,
+        proc=args.proc,
+        retries=args.retries,
+        os_filter=args.os,
+        arch_filter=args.arch,
+        force=args.force,
+        dry_run=args.dry_run,
+        rule_concurrency=args.rule_concurrency,
+        return_state=True,
+    )
+    if not os.environ.get("PREFECT_API_URL"):
+        from flows.records import wait_until_recorded
+
+        flow_run_id = state.state_details.flow_run_id
+        if flow_run_id is not None:
+            status = wait_until_recorded(flow_run_id)
+            if status.pending:
+                log.warning("Prefect still has %d unfinished run records", status.pending)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    assert isinstance(result, SyncReport)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run image-syncer; return the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        _check_args(args)
+        run_config = load_run_config(
+            images=args.images, auth=args.auth, config=args.config, registry=args.registry
+        )
+    except ConfigError as error:
+        print(f"image-syncer: error: {error}", file=sys.stderr)
+        return 2
+    _setup_logging(args.log)
+    for flag in run_config.ignored_flags:
+        log.warning("%s is ignored because --config is given", flag)
+    try:
+        report = _run(args)
+    except ConfigError as error:
+        print(f"image-syncer: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - the run crashed: say why, exit 1
+        log.error("image-syncer: run failed: %s: %s", type(error).__name__, error)
+        return 1
+    _write_outputs(args, report)
+    for line in report.failure_lines():
+        print(f"FAILED {line}")
+    print(f"Synchronization finished: {report.summary()}")
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Compose inspect → blobs → manifests into image results, without any orchestrator.
+
+`flows/` runs the same stages as Prefect tasks; this module is the plain
+Python composition (used by the tests of the engine, and by anyone embedding
+`syncer_core` without Prefect) and holds the result-building helpers both share.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from syncer_core.errors import SyncerError
+from syncer_core.plan import SyncJob
+from syncer_core.sync.inspect import ImagePlan, Unchanged, inspect_job
+from syncer_core.sync.results import BlobOutcome, ImageResult, ImageStatus
+from syncer_core.sync.session import SyncSession
+from syncer_core.sync.transfer import copy_blob, push_manifest
+
+__all__ = [
+    "describe_error",
+    "failed_result",
+    "planned_result",
+    "run_jobs",
+    "synced_result",
+    "unchanged_result",
+]
+
+
+def describe_error(error: BaseException) -> str:
+    """A one-line reason naming the error kind, for reports and logs."""
+    text = str(error).strip().replace("\n", " ")
+    kind = type(error).__name__
+    return f"{kind}: {text}" if text else kind
+
+
+def unchanged_result(unchanged: Unchanged, seconds: float = 0.0) -> ImageResult:
+    """Result of a job with nothing to do."""
+    job = unchanged.job
+    return ImageResult(
+        rule=job.rule,
+        source=str(job.source),
+        target=str(job.target),
+        status=ImageStatus.SKIPPED,
+        reason=unchanged.reason,
+        digest=unchanged.digest,
+        seconds=seconds,
+    )
+
+
+def failed_result(job: SyncJob, error: BaseException | str, seconds: float = 0.0) -> ImageResult:
+    """Result of a job that failed, with its reason."""
+    reason = error if isinstance(error, str) else describe_error(error)
+    return ImageResult(
+        rule=job.rule,
+        source=str(job.source),
+        target=str(job.target),
+        status=ImageStatus.FAILED,
+        reason=reason,
+        seconds=seconds,
+    )
+
+
+def planned_result(plan: ImagePlan) -> ImageResult:
+    """`--dry-run` result: what would be copied."""
+    job = plan.job
+    size = sum(b.size for b in plan.blobs)
+    reason = f"would copy {len(plan.blobs)} blobs and push {len(plan.children) + 1} manifests"
+    return ImageResult(
+        rule=job.rule,
+        source=str(job.source),
+        target=str(job.target),
+        status=ImageStatus.PLANNED,
+        reason="; ".join([reason, *plan.notes]),
+        digest=plan.top.manifest.digest,
+        blobs_skipped=plan.blobs_present,
+        bytes=size,
+    )
+
+
+def synced_result(
+    plan: ImagePlan, outcomes: Iterable[BlobOutcome], manifests_pushed: int, seconds: float
+) -> ImageResult:
+    """Result of a job whose blobs and manifests are all in place."""
+    outcomes = list(outcomes)
+    job = plan.job
+    return ImageResult(
+        rule=job.rule,
+        source=str(job.source),
+        target=str(job.target),
+        status=ImageStatus.SYNCED,
+        reason="; ".join(plan.notes),
+        digest=plan.top.manifest.digest,
+        blobs_copied=sum(1 for o in outcomes if o.action == "copied"),
+        blobs_mounted=sum(1 for o in outcomes if o.action == "mounted"),
+        blobs_skipped=plan.blobs_present + sum(1 for o in outcomes if o.action == "skipped"),
+        manifests_pushed=manifests_pushed,
+        bytes=sum(o.bytes for o in outcomes),
+        seconds=seconds,
+    )
+
+
+def _sync_one(session: SyncSession, job: SyncJob, pool: ThreadPoolExecutor) -> ImageResult:
+    started = time.monotonic()
+    try:
+        found = inspect_job(session, job)
+        if isinstance(found, Unchanged):
+            return unchanged_result(found, time.monotonic() - started)
+        if session.options.dry_run:
+            return planned_result(found)
+        outcomes = list(pool.map(lambda t: copy_blob(session, t), found.blobs))
+        for child in found.children:
+            push_manifest(session, child)
+        push_manifest(session, found.top)
+        pushed = len(found.children) + 1
+        return synced_result(found, outcomes, pushed, time.monotonic() - started)
+    except SyncerError as error:
+        return failed_result(job, error, time.monotonic() - started)
+
+
+def run_jobs(session: SyncSession, jobs: Sequence[SyncJob]) -> list[ImageResult]:
+    """Sync every job; a failing image never stops the others."""
+    workers = max(1, session.options.proc)
+    with ThreadPoolExecutor(workers) as blobs, ThreadPoolExecutor(workers) as images:
+        return list(images.map(lambda job: _sync_one(session, job, blobs), jobs))

@@ -1,0 +1,172 @@
+"""Results as data: per-image outcomes, the run report, and the files written from it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from enum import StrEnum
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "BlobOutcome",
+    "ImageResult",
+    "ImageStatus",
+    "SyncReport",
+    "write_private_file",
+]
+
+
+class ImageStatus(StrEnum):
+    """What happened to one source → destination image."""
+
+    SYNCED = "synced"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    PLANNED = "planned"  # --dry-run: would be copied
+
+
+class BlobOutcome(BaseModel):
+    """What one blob copy did."""
+
+    model_config = ConfigDict(frozen=True)
+
+    digest: str
+    action: str  # "copied" | "mounted" | "skipped"
+    bytes: int = 0
+
+
+class ImageResult(BaseModel):
+    """The outcome of one image (tag or digest) of one rule."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    source: str
+    target: str
+    status: ImageStatus
+    reason: str = ""
+    digest: str | None = None
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    manifests_pushed: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+class SyncReport(BaseModel):
+    """Everything a run did, with the summary users read and the files they ask for."""
+
+    images: list[ImageResult] = Field(default_factory=list)
+    rule_errors: dict[str, str] = Field(default_factory=dict)
+    seconds: float = 0.0
+
+    def count(self, status: ImageStatus) -> int:
+        """Number of images with this status."""
+        return sum(1 for image in self.images if image.status == status)
+
+    @property
+    def failed(self) -> list[ImageResult]:
+        """Images that failed."""
+        return [image for image in self.images if image.status == ImageStatus.FAILED]
+
+    @property
+    def ok(self) -> bool:
+        """True when no image and no rule failed."""
+        return not self.failed and not self.rule_errors
+
+    @property
+    def exit_code(self) -> int:
+        """0 when everything succeeded, 1 when any image or rule failed."""
+        return 0 if self.ok else 1
+
+    def summary(self) -> str:
+        """The end-of-run line: images, blobs, bytes, seconds."""
+
+        def total(attr: str) -> int:
+            return sum(int(getattr(i, attr)) for i in self.images)
+
+        planned = self.count(ImageStatus.PLANNED)
+        images = (
+            f"images synced {self.count(ImageStatus.SYNCED)} / skipped "
+            f"{self.count(ImageStatus.SKIPPED)} / failed {len(self.failed)}"
+        )
+        if planned:
+            images += f" / would sync {planned}"
+        if self.rule_errors:
+            images += f" (+{len(self.rule_errors)} rules failed)"
+        return (
+            f"{images}; blobs copied {total('blobs_copied')} / mounted "
+            f"{total('blobs_mounted')} / skipped {total('blobs_skipped')}; "
+            f"{_human(total('bytes'))}; {self.seconds:.1f}s"
+        )
+
+    def failure_lines(self) -> list[str]:
+        """One line per failed rule or image, naming it and the reason."""
+        lines = [f"rule {rule!r} failed: {reason}" for rule, reason in self.rule_errors.items()]
+        lines += [f"{i.source} -> {i.target} failed: {i.reason}" for i in self.failed]
+        return lines
+
+    def image_map(self, statuses: Iterable[ImageStatus]) -> dict[str, list[str]]:
+        """`source -> [targets]`: the images-file shape, reusable as `--images`."""
+        wanted = set(statuses)
+        mapping: dict[str, list[str]] = {}
+        for image in self.images:
+            if image.status in wanted:
+                targets = mapping.setdefault(image.source, [])
+                if image.target not in targets:
+                    targets.append(image.target)
+        return mapping
+
+    def write_images_file(self, path: Path, statuses: Iterable[ImageStatus], fmt: str) -> None:
+        """Write an images file (YAML or JSON) of the images with these statuses."""
+        mapping = self.image_map(statuses)
+        if fmt == "json":
+            text = json.dumps(mapping, indent=2) + "\n"
+        else:
+            text = yaml.safe_dump(mapping, sort_keys=False) if mapping else "{}\n"
+        write_private_file(path, text)
+
+    def write_json(self, path: Path) -> None:
+        """Write the full JSON report."""
+        write_private_file(path, self.model_dump_json(indent=2) + "\n")
+
+    def markdown(self) -> str:
+        """A Markdown table of every image, for the Prefect artifact."""
+        rows = [
+            "| source | target | status | bytes | blobs copied/mounted/skipped | reason |",
+            "|---|---|---|---|---|---|",
+        ]
+        for i in self.images:
+            reason = i.reason.replace("|", "\\|").replace("\n", " ")[:300]
+            rows.append(
+                f"| `{i.source}` | `{i.target}` | {i.status.value} | {_human(i.bytes)} | "
+                f"{i.blobs_copied}/{i.blobs_mounted}/{i.blobs_skipped} | {reason} |"
+            )
+        for rule, reason in self.rule_errors.items():
+            rows.append(f"| `{rule}` | | rule failed | | | {reason.replace('|', '/')[:300]} |")
+        return f"**{self.summary()}**\n\n" + "\n".join(rows)
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Create or replace a file readable and writable by its owner only (0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover

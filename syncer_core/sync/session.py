@@ -1,0 +1,199 @@
+"""A sync session: per-registry clients, the blob ledger and the transfer bound of one run.
+
+Tasks receive small serialisable values (references, digests), never
+clients; they look the session up by id in this process. Everything a run
+shares lives here:
+
+- `ClientPool`: one `RegistryClient` per (registry, credentials), so pings,
+  tokens and connections are reused across images and rules;
+- `BlobLedger`: which (registry, repository) are known to hold a digest, so
+  each blob is handled once per destination repository and later
+  repositories on the same registry mount it instead of uploading it again;
+- `transfers`: a semaphore of `proc` slots bounding blob transfers in flight
+  across the whole run, whatever the number of rules running at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from syncer_core.config.rules import SyncRule
+from syncer_core.platform import PlatformFilter
+from syncer_core.reference import Reference
+from syncer_core.registry import ClientOptions, RegistryAccess, RegistryClient, RetryPolicy
+
+__all__ = [
+    "AccessLookup",
+    "BlobLedger",
+    "ClientPool",
+    "SyncOptions",
+    "SyncSession",
+    "close_session",
+    "get_session",
+    "register_session",
+]
+
+AccessLookup = Callable[[Reference], RegistryAccess]
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """Run-wide behaviour.
+
+    Attributes:
+        proc: blob transfers in flight across the run (image-syncer `--proc`).
+        force: push manifests even when the destination already has them.
+        dry_run: inspect only; copy and push nothing.
+        platforms: the `--os` / `--arch` filter.
+        check_concurrency: parallel HEADs inside one batched unchanged check.
+    """
+
+    proc: int = 5
+    force: bool = False
+    dry_run: bool = False
+    platforms: PlatformFilter = field(default_factory=PlatformFilter)
+    check_concurrency: int = 8
+
+
+class ClientPool:
+    """Thread-safe cache of registry clients keyed by registry and credentials."""
+
+    def __init__(
+        self,
+        access_for: AccessLookup,
+        options: ClientOptions | None = None,
+        retry: RetryPolicy | None = None,
+    ):
+        self._access_for = access_for
+        self._options = options or ClientOptions()
+        self._retry = retry or RetryPolicy()
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, RegistryAccess], RegistryClient] = {}
+
+    def for_reference(self, reference: Reference) -> RegistryClient:
+        """The client for the registry (and credentials) of `reference`."""
+        access = self._access_for(reference)
+        key = (reference.registry, access)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = RegistryClient(
+                    reference.registry, access=access, options=self._options, retry=self._retry
+                )
+                self._clients[key] = client
+            return client
+
+    def close(self) -> None:
+        """Close every client."""
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+
+class BlobLedger:
+    """What this run knows to exist where, and a lock per (registry, digest)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._where: dict[tuple[str, str], list[str]] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+
+    def record(self, registry: str, repository: str, digest: str) -> None:
+        """Remember that `registry/repository` holds `digest`."""
+        with self._lock:
+            repos = self._where.setdefault((registry, digest), [])
+            if repository not in repos:
+                repos.append(repository)
+
+    def has(self, registry: str, repository: str, digest: str) -> bool:
+        """Whether `registry/repository` is known to hold `digest`."""
+        with self._lock:
+            return repository in self._where.get((registry, digest), ())
+
+    def repositories(self, registry: str, digest: str) -> list[str]:
+        """Repositories of `registry` known to hold `digest` (mount sources)."""
+        with self._lock:
+            return list(self._where.get((registry, digest), ()))
+
+    @contextmanager
+    def exclusive(self, registry: str, digest: str) -> Iterator[None]:
+        """Serialise work on one digest per registry, so the second copy can mount."""
+        with self._lock:
+            lock = self._locks.setdefault((registry, digest), threading.Lock())
+        with lock:
+            yield
+
+
+class SyncSession:
+    """The shared state of one run in this process."""
+
+    def __init__(
+        self,
+        access_for: AccessLookup,
+        options: SyncOptions | None = None,
+        *,
+        client_options: ClientOptions | None = None,
+        retry: RetryPolicy | None = None,
+    ):
+        self.options = options or SyncOptions()
+        self.access_for = access_for
+        self.clients = ClientPool(access_for, client_options, retry)
+        #: Rules of the run, addressed by index from the rule flows.
+        self.rules: tuple[SyncRule, ...] = ()
+        self._listings: dict[str, list[str]] = {}
+        self._listings_lock = threading.Lock()
+        self.ledger = BlobLedger()
+        self.transfers = threading.BoundedSemaphore(max(1, self.options.proc))
+        self.id = uuid.uuid4().hex
+
+    def client(self, reference: Reference) -> RegistryClient:
+        """Shortcut for `self.clients.for_reference(reference)`."""
+        return self.clients.for_reference(reference)
+
+    def cached_tags(self, repository: str) -> list[str] | None:
+        """A tag listing already fetched in this run (rules may share a source)."""
+        with self._listings_lock:
+            return self._listings.get(repository)
+
+    def remember_tags(self, repository: str, tags: list[str]) -> None:
+        """Keep a tag listing for other rules of this run."""
+        with self._listings_lock:
+            self._listings[repository] = tags
+
+    def close(self) -> None:
+        """Release connections."""
+        self.clients.close()
+
+
+_SESSIONS: dict[str, SyncSession] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def register_session(session: SyncSession) -> str:
+    """Make a session reachable by id from tasks running in this process."""
+    with _SESSIONS_LOCK:
+        _SESSIONS[session.id] = session
+    return session.id
+
+
+def get_session(session_id: str) -> SyncSession:
+    """Look a registered session up.
+
+    Raises:
+        KeyError: no such session in this process.
+    """
+    with _SESSIONS_LOCK:
+        return _SESSIONS[session_id]
+
+
+def close_session(session_id: str) -> None:
+    """Close and forget a session."""
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.pop(session_id, None)
+    if session is not None:
+        session.close()

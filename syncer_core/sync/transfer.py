@@ -1,0 +1,77 @@
+"""Moving content: one blob (skip → mount → stream) and one manifest push.
+
+Blob order after regclient's `BlobCopy`: a blob this run already placed in
+the destination repository is skipped; one known in another repository of the
+destination registry (or in the source repository when source and destination
+share a registry) is mounted; anything else is streamed GET → PUT with the
+digest verified on the fly. The whole blob copy is the unit of retry.
+"""
+
+from __future__ import annotations
+
+from syncer_core.registry import MountResult, RegistryClient
+from syncer_core.sync.inspect import BlobTransfer, ManifestPush
+from syncer_core.sync.results import BlobOutcome
+from syncer_core.sync.session import SyncSession
+
+__all__ = ["copy_blob", "push_manifest"]
+
+
+def _mount_candidates(session: SyncSession, transfer: BlobTransfer) -> list[str]:
+    target = transfer.target
+    candidates = [
+        repo
+        for repo in session.ledger.repositories(target.registry, transfer.digest)
+        if repo != target.repository
+    ]
+    source = transfer.source
+    if source.registry == target.registry and source.repository != target.repository:
+        candidates.append(source.repository)
+    return candidates
+
+
+def _try_mount(dst: RegistryClient, transfer: BlobTransfer, candidates: list[str]) -> MountResult:
+    """Mount from the first candidate that works; keep a 202's session for the upload."""
+    result = MountResult(mounted=False)
+    for repository in candidates[:3]:
+        if result.upload_url is not None:
+            dst.cancel_upload(result.upload_url)
+        result = dst.mount_blob(transfer.target.repository, transfer.digest, repository)
+        if result.mounted:
+            break
+    return result
+
+
+def copy_blob(session: SyncSession, transfer: BlobTransfer) -> BlobOutcome:
+    """Make `transfer.digest` present in the destination repository.
+
+    Holds one of the run's `proc` transfer slots while it works.
+    """
+    target = transfer.target
+    ledger = session.ledger
+    with session.transfers, ledger.exclusive(target.registry, transfer.digest):
+        if ledger.has(target.registry, target.repository, transfer.digest):
+            return BlobOutcome(digest=transfer.digest, action="skipped")
+        dst = session.client(target)
+        mount = _try_mount(dst, transfer, _mount_candidates(session, transfer))
+        if mount.mounted:
+            ledger.record(target.registry, target.repository, transfer.digest)
+            return BlobOutcome(digest=transfer.digest, action="mounted")
+        src = session.client(transfer.source)
+        with src.open_blob(transfer.source.repository, transfer.digest) as stream:
+            size = transfer.size or stream.size
+            dst.push_blob(
+                target.repository,
+                transfer.digest,
+                stream.iter_chunks(),
+                size=size,
+                upload_url=mount.upload_url,
+            )
+        ledger.record(target.registry, target.repository, transfer.digest)
+        return BlobOutcome(digest=transfer.digest, action="copied", bytes=size or 0)
+
+
+def push_manifest(session: SyncSession, push: ManifestPush) -> str:
+    """Push one manifest's exact bytes under its tag or digest; returns the digest."""
+    dst = session.client(push.target)
+    return dst.put_manifest(push.target.repository, push.target.identifier, push.manifest)

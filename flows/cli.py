@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -153,7 +152,9 @@ def _run(args: argparse.Namespace) -> SyncReport:
         rule_concurrency=args.rule_concurrency,
         return_state=True,
     )
-    if not os.environ.get("PREFECT_API_URL"):
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:  # the embedded, temporary API
         from flows.records import wait_until_recorded
 
         flow_run_id = state.state_details.flow_run_id

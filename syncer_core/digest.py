@@ -79,8 +79,17 @@ class DigestingIterator:
         self._hash = hashlib.new(algorithm)
         self._algorithm = algorithm
         self.bytes_seen = 0
+        self._started = False
 
     def __iter__(self) -> Iterator[bytes]:
+        # Single use: a replayed body (after a redirect or a 401) must not
+        # silently become empty while still claiming the original length.
+        if self._started:
+            raise RuntimeError(f"the stream of blob {self.expected} was already consumed")
+        self._started = True
+        return self._verified()
+
+    def _verified(self) -> Iterator[bytes]:
         # One chunk is held back until the source ends and the digest is
         # verified: with an explicit Content-Length the destination then never
         # receives the complete body of a bad stream, so it cannot commit it.

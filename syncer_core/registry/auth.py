@@ -231,10 +231,10 @@ class RegistryAuth(httpx.Auth):
     def _fetch_token(
         self, request: httpx.Request, challenge: Challenge, scopes: tuple[str, ...]
     ) -> Generator[httpx.Request, httpx.Response, str]:
-        cached = self._tokens.get(scopes)
-        if cached is not None and challenge.error != "insufficient_scope":
+        sent = request.headers.get("Authorization", "")
+        if sent.startswith("Bearer ") and challenge.error != "insufficient_scope":
             # Our cached token was just refused: it expired or was revoked early.
-            self._tokens.drop(scopes)
+            self._tokens.discard(sent.removeprefix("Bearer "))
         realm = request.url.join(challenge.realm or "")
         self._check_realm(request, realm)
         token_response = yield self._token_request(realm, challenge, scopes)
@@ -248,7 +248,9 @@ class RegistryAuth(httpx.Auth):
                 status_code=token_response.status_code,
             )
         if not token_response.is_success:
-            raise error_from_response(token_response, registry=self._registry, what=what)
+            raise error_from_response(
+                token_response, registry=self._registry, what=what, secrets=self._access.secrets()
+            )
         value, lifetime = _parse_token(token_response, self._registry)
         self._tokens.put(scopes, value, lifetime)
         return value

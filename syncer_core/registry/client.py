@@ -128,7 +128,7 @@ class RegistryClient:
             if not stream:
                 self._read(response, what)
             return response
-        raise_for_status(response, registry=self.registry, what=what)
+        raise_for_status(response, registry=self.registry, what=what, secrets=self.access.secrets())
         return response  # pragma: no cover - raise_for_status raised
 
     def _read(self, response: httpx.Response, what: str) -> None:

@@ -12,6 +12,7 @@ import email.utils
 import json
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -90,16 +91,36 @@ def _describe(errors: list[dict[str, Any]], body: bytes) -> str:
     return text[:200]
 
 
-def error_from_response(response: httpx.Response, *, registry: str, what: str) -> RegistryError:
+def _redact(value: Any, secrets: Sequence[str]) -> Any:
+    """Replace every secret inside strings of a JSON-like value with `***`."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "***")
+        return value
+    if isinstance(value, dict):
+        return {k: _redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, secrets) for v in value]
+    return value
+
+
+def error_from_response(
+    response: httpx.Response, *, registry: str, what: str, secrets: Sequence[str] = ()
+) -> RegistryError:
     """Build the exception for an unsuccessful response.
 
     Args:
         response: the failed response (its body is read, capped, and closed).
         registry: the registry host, for the message and `.registry`.
         what: the operation, e.g. `GET manifest library/nginx:1.25`.
+        secrets: values to blank out of the foreign error text (a server may
+            echo the credentials it was sent).
     """
     status = response.status_code
     body = _read_error_body(response)
+    secrets = [s for s in secrets if s]
+    if secrets:
+        body = _redact(body.decode("utf-8", "replace"), secrets).encode()
     errors = _oci_errors(body)
     detail = _describe(errors, body)
     message = f"{what}: {registry} answered {status}" + (f" ({detail})" if detail else "")
@@ -129,10 +150,12 @@ def error_from_response(response: httpx.Response, *, registry: str, what: str) -
     return RegistryError(message, **kwargs)
 
 
-def raise_for_status(response: httpx.Response, *, registry: str, what: str) -> None:
+def raise_for_status(
+    response: httpx.Response, *, registry: str, what: str, secrets: Sequence[str] = ()
+) -> None:
     """Raise the mapped error unless the response is 2xx."""
     if not response.is_success:
-        raise error_from_response(response, registry=registry, what=what)
+        raise error_from_response(response, registry=registry, what=what, secrets=secrets)
 
 
 def _is_certificate_error(exc: BaseException) -> bool:

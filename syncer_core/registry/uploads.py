@@ -47,6 +47,13 @@ class MountResult:
     upload_url: str | None = None
 
 
+@dataclass
+class _Session:
+    """An upload session; its URL changes with every PATCH response."""
+
+    url: str
+
+
 def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
     """Regroup a stream into pieces of exactly `size` bytes (the last may be shorter)."""
     buffer = bytearray()
@@ -122,15 +129,15 @@ class BlobUploader:
         upload_url: str | None = None,
     ) -> None:
         """Upload `chunks` as blob `digest`; verify while streaming; commit only if valid."""
-        url = upload_url or self.start(repository)
+        session = _Session(upload_url or self.start(repository))
         verified = DigestingIterator(chunks, digest, size)
         try:
             if self._client.options.upload_chunk_size > 0:
-                self._push_chunked(repository, url, verified, digest)
+                self._push_chunked(repository, session, verified, digest)
             else:
-                self._push_monolithic(repository, url, verified, digest, size)
+                self._push_monolithic(repository, session.url, verified, digest, size)
         except BaseException:
-            self.cancel(url)
+            self.cancel(session.url)
             raise
 
     def _push_monolithic(
@@ -144,7 +151,7 @@ class BlobUploader:
         self._commit(target, what, content=body, headers=headers)
 
     def _push_chunked(
-        self, repository: str, url: str, body: DigestingIterator, digest: str
+        self, repository: str, session: _Session, body: DigestingIterator, digest: str
     ) -> None:
         what = f"chunked upload of {digest} to {repository}"
         offset = 0
@@ -152,7 +159,7 @@ class BlobUploader:
             end = offset + len(piece) - 1
             response = self._client.send(
                 "PATCH",
-                url,
+                session.url,
                 what=what,
                 content=piece,
                 headers={
@@ -161,9 +168,9 @@ class BlobUploader:
                     "Content-Length": str(len(piece)),
                 },
             )
-            url = self._location(response, what)
+            session.url = self._location(response, what)  # always the latest Location
             offset = end + 1
-        target = httpx.URL(url).copy_merge_params({"digest": digest})
+        target = httpx.URL(session.url).copy_merge_params({"digest": digest})
         self._commit(target, what, content=b"", headers={"Content-Length": "0"})
 
     def _commit(

@@ -577,10 +577,6 @@ def test_password_never_appears_in_errors(
         assert BASIC.split()[1] not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="foreign error text is not redacted: RegistryAccess.secrets() is unused (reported)",
-)
 def test_password_echoed_by_token_service_is_redacted(mock: MockRegistry) -> None:
     echo = {"errors": [{"code": "UNKNOWN", "message": f"login {USER}:{PASSWORD} failed"}]}
     mock.expect("HEAD", MANIFEST, status=401, headers=bearer_challenge(scope=PULL))

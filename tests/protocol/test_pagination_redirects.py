@@ -405,10 +405,6 @@ def test_chunked_upload_patches_with_content_range(mock: MockRegistry) -> None:
     client.push_blob("x", DIGEST, iter([b"012", b"34567", b"8", b"9"]), size=len(DATA))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cancel() deletes the first upload URL, not the latest PATCH Location (reported)",
-)
 def test_failed_chunked_upload_cancels_the_latest_session_url() -> None:
     mock = MockRegistry()  # not the fixture: one report for this known failure
     mock.expect("POST", UPLOADS, status=202, headers={"Location": "/v2/x/blobs/uploads/u?_state=0"})

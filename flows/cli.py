@@ -89,6 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--report", metavar="FILE", help="write a JSON report of every image")
     p.add_argument("--rule-concurrency", type=int, default=4, help="rules in progress at once")
+    p.add_argument(
+        "--registry-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cap blob transfers into each destination registry across all workers "
+        "with the Prefect global concurrency limit registry:<host> (0: off)",
+    )
+    p.add_argument(
+        "--dispatch-to",
+        metavar="FLOW/DEPLOYMENT",
+        help="run the rules as shard flow runs of this deployment, on its workers",
+    )
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=0,
+        help="shards for --dispatch-to (0: one per source repository)",
+    )
     return p
 
 
@@ -98,6 +117,12 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"must be at least 1, got {args.proc}", file="--proc")
     if args.retries < 0:
         raise ConfigError(f"must be 0 or more, got {args.retries}", file="--retries")
+    if args.registry_limit < 0:
+        raise ConfigError(f"must be 0 or more, got {args.registry_limit}", file="--registry-limit")
+    if args.shards < 0:
+        raise ConfigError(f"must be 0 or more, got {args.shards}", file="--shards")
+    if args.shards and not args.dispatch_to:
+        raise ConfigError("only makes sense with --dispatch-to", file="--shards")
     if args.rule_concurrency < 1:
         raise ConfigError(
             f"must be at least 1, got {args.rule_concurrency}", file="--rule-concurrency"
@@ -150,6 +175,9 @@ def _run(args: argparse.Namespace) -> SyncReport:
         force=args.force,
         dry_run=args.dry_run,
         rule_concurrency=args.rule_concurrency,
+        registry_limit=args.registry_limit,
+        dispatch_to=args.dispatch_to,
+        shards=args.shards,
         return_state=True,
     )
     from prefect.settings import get_current_settings

@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.futures import PrefectFuture, wait
 from pydantic import BaseModel, Field
 
+from flows.limits import registry_limit_name
 from flows.tasks import check_images_task, copy_blob_task, list_tags_task, push_manifest_task
 from syncer_core.plan import SyncJob, plan_rule
 from syncer_core.sync.engine import (
@@ -94,7 +95,7 @@ def _finish_image(
 
 
 def _copy_blobs(
-    session_id: str, plans: Sequence[ImagePlan], retries: int
+    session_id: str, plans: Sequence[ImagePlan], retries: int, limited: bool
 ) -> dict[tuple[str, str], PrefectFuture[BlobOutcome]]:
     """One task per distinct (destination repository, digest) across the rule's images."""
     unique: dict[tuple[str, str], BlobTransfer] = {}
@@ -103,7 +104,9 @@ def _copy_blobs(
             unique.setdefault((blob.target.name, blob.digest), blob)
     if not unique:
         return {}
-    futures = _retrying(copy_blob_task, retries).map(unmapped(session_id), list(unique.values()))
+    transfers = list(unique.values())
+    limits = [registry_limit_name(t.target.registry) if limited else None for t in transfers]
+    futures = _retrying(copy_blob_task, retries).map(unmapped(session_id), transfers, limits)
     return dict(zip(unique.keys(), futures, strict=True))
 
 
@@ -126,7 +129,9 @@ def _sort_inspections(
 
 
 @flow(name="sync-rule", flow_run_name="rule {rule}", log_prints=False)
-def sync_rule(session_id: str, rule_index: int, rule: str, retries: int = 2) -> RuleOutcome:
+def sync_rule(
+    session_id: str, rule_index: int, rule: str, retries: int = 2, limited: bool = False
+) -> RuleOutcome:
     """Sync the images of one rule.
 
     Args:
@@ -134,6 +139,7 @@ def sync_rule(session_id: str, rule_index: int, rule: str, retries: int = 2) -> 
         rule_index: which rule of the session.
         rule: the rule's name, `<source> -> <destination>` (for the UI).
         retries: Prefect task retries for transient registry errors.
+        limited: hold a `registry:<host>` global concurrency slot per blob copy.
     """
     logger = get_run_logger()
     session = get_session(session_id)
@@ -158,7 +164,7 @@ def sync_rule(session_id: str, rule_index: int, rule: str, retries: int = 2) -> 
         return RuleOutcome(rule=rule)
     results, plans = _sort_inspections(_check(session_id, planned.jobs), session.options.dry_run)
     if plans:
-        blob_futures = _copy_blobs(session_id, plans, retries)
+        blob_futures = _copy_blobs(session_id, plans, retries, limited)
         results.extend(_finish_image(session_id, p, blob_futures, retries, started) for p in plans)
         wait(list(blob_futures.values()))
     for result in results:

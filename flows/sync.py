@@ -10,6 +10,7 @@ artifact. Its parameters are paths and options, never credentials.
 from __future__ import annotations
 
 import contextvars
+import functools
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,9 +27,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.fanout import dispatch_shards, publish_results, shard_rules
+from flows.limits import ensure_registry_limits, install_secret_resolver
 from flows.rule import RuleOutcome, sync_rule
 from syncer_core.platform import PlatformFilter
-from syncer_core.runconfig import load_run_config
+from syncer_core.runconfig import RunConfig, load_run_config
 from syncer_core.sync.engine import describe_error
 from syncer_core.sync.results import SyncReport
 from syncer_core.sync.session import SyncOptions, SyncSession, close_session, register_session
@@ -38,37 +41,54 @@ __all__ = ["sync_images"]
 ARTIFACT_KEY = "image-sync-report"
 
 
-def _run_rule(session_id: str, index: int, name: str, retries: int, workers: int) -> RuleOutcome:
+def _run_rule(
+    session_id: str, index: int, name: str, retries: int, workers: int, limited: bool
+) -> RuleOutcome:
     runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(max_workers=workers)
     rule_flow = sync_rule.with_options(task_runner=runner)  # type: ignore[arg-type]  # Prefect's generic
     try:
-        return rule_flow(session_id, index, name, retries)
+        return rule_flow(session_id, index, name, retries, limited)
     except Exception as error:  # noqa: BLE001 - one rule's crash must not stop the others
         return RuleOutcome(rule=name, error=describe_error(error))
 
 
 def _run_rules(
-    session: SyncSession, session_id: str, retries: int, concurrency: int
+    session: SyncSession, indices: list[int], retries: int, concurrency: int, limited: bool
 ) -> list[RuleOutcome]:
-    """Run every rule as a subflow, `concurrency` at a time, in rule order."""
-    rules = session.rules
+    """Run the given rules as subflows, `concurrency` at a time, in rule order."""
     workers = max(2, session.options.proc + 2)
-    with ThreadPoolExecutor(max(1, min(concurrency, len(rules) or 1))) as pool:
-        futures = [
+    with ThreadPoolExecutor(max(1, min(concurrency, len(indices) or 1))) as pool:
+        futures = []
+        for i in indices:
             # Each thread gets a copy of this flow's context, so the rule
             # flow runs are recorded as subflows of this run.
-            pool.submit(
-                contextvars.copy_context().run,
-                _run_rule,
-                session_id,
-                i,
-                rule.name,
-                retries,
-                workers,
-            )
-            for i, rule in enumerate(rules)
-        ]
+            context = contextvars.copy_context()
+            args = (session.id, i, session.rules[i].name, retries, workers, limited)
+            futures.append(pool.submit(context.run, functools.partial(_run_rule, *args)))
         return [future.result() for future in futures]
+
+
+def _run_here(
+    run_config: RunConfig,
+    options: SyncOptions,
+    shard: list[int] | None,
+    retries: int,
+    rule_concurrency: int,
+    registry_limit: int,
+) -> list[RuleOutcome]:
+    """Run rules in this process (all of them, or one shard of a dispatched run)."""
+    session = SyncSession(run_config.auth.lookup, options)
+    session.rules = run_config.rules.rules
+    indices = list(range(len(session.rules))) if shard is None else shard
+    limited = registry_limit > 0
+    if limited:
+        registries = {session.rules[i].target.repository.registry for i in indices}
+        ensure_registry_limits(registries, registry_limit)
+    register_session(session)
+    try:
+        return _run_rules(session, indices, retries, rule_concurrency, limited)
+    finally:
+        close_session(session.id)
 
 
 @flow(name="image-syncer", log_prints=False)
@@ -84,6 +104,10 @@ def sync_images(
     force: bool = False,
     dry_run: bool = False,
     rule_concurrency: int = 4,
+    registry_limit: int = 0,
+    dispatch_to: str | None = None,
+    shards: int = 0,
+    shard: list[int] | None = None,
 ) -> SyncReport:
     """Mirror every image the rules name.
 
@@ -99,23 +123,46 @@ def sync_images(
         force: push manifests even if the destination already has them.
         dry_run: check and plan only; copy and push nothing.
         rule_concurrency: rules (subflows) in progress at once.
+        registry_limit: if > 0, blob transfers into each destination registry
+            hold a slot of the global concurrency limit `registry:<host>`
+            (created with this size if missing), across every worker.
+        dispatch_to: a deployment name (`image-syncer/<deployment>`): run the
+            rules as shard flow runs of it, executed by the pool's workers.
+        shards: number of shards when dispatching (0: one per source repository).
+        shard: rule indices this run handles (set by the dispatcher).
 
     Returns:
         The report of every image and rule.
     """
     logger = get_run_logger()
     started = time.monotonic()
+    install_secret_resolver()
     run_config = load_run_config(images=images, auth=auth, config=config, registry=registry)
     platforms = PlatformFilter.from_flags(os_filter or [], arch_filter or [])
     options = SyncOptions(proc=proc, force=force, dry_run=dry_run, platforms=platforms)
-    session = SyncSession(run_config.auth.lookup, options)
-    session.rules = run_config.rules.rules
-    session_id = register_session(session)
-    logger.info("%d rules; proc %d; %s", len(session.rules), proc, platforms)
-    try:
-        outcomes = _run_rules(session, session_id, retries, rule_concurrency)
-    finally:
-        close_session(session_id)
+    rules = run_config.rules.rules
+    logger.info("%d rules; proc %d; %s", len(rules), proc, platforms)
+    if dispatch_to:
+        parameters: dict[str, Any] = {
+            "images": images,
+            "auth": auth,
+            "config": config,
+            "registry": registry,
+            "proc": proc,
+            "retries": retries,
+            "os_filter": os_filter,
+            "arch_filter": arch_filter,
+            "force": force,
+            "dry_run": dry_run,
+            "rule_concurrency": rule_concurrency,
+            "registry_limit": registry_limit,
+        }
+        groups = shard_rules(rules, shards)
+        logger.info("dispatching %d shards to deployment %s", len(groups), dispatch_to)
+        outcomes = dispatch_shards(dispatch_to, parameters, groups, concurrency=len(groups))
+    else:
+        outcomes = _run_here(run_config, options, shard, retries, rule_concurrency, registry_limit)
+        publish_results(outcomes)
     report = SyncReport(seconds=time.monotonic() - started)
     for outcome in outcomes:
         report.images.extend(outcome.images)

@@ -16,6 +16,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run as runtime_task_run
 
+from flows.limits import registry_slot
 from syncer_core.errors import TransientRegistryError
 from syncer_core.plan import SyncJob
 from syncer_core.reference import Reference
@@ -104,9 +105,18 @@ def check_images_task(session_id: str, jobs: list[SyncJob], label: str) -> list[
     cache_policy=NO_CACHE,
     retry_condition_fn=retry_transient,
 )
-def copy_blob_task(session_id: str, transfer: BlobTransfer) -> BlobOutcome:
-    """Skip, mount or stream one blob into its destination repository."""
-    return copy_blob(get_session(session_id), transfer)
+def copy_blob_task(
+    session_id: str, transfer: BlobTransfer, limit: str | None = None
+) -> BlobOutcome:
+    """Skip, mount or stream one blob into its destination repository.
+
+    Args:
+        session_id: the run's session in this process.
+        transfer: what to copy where.
+        limit: a global concurrency limit to hold a slot of while copying
+            (`registry:<host>`), or None.
+    """
+    return copy_blob(get_session(session_id), transfer, slot=lambda: registry_slot(limit))
 
 
 @task(

@@ -41,6 +41,7 @@ from pydantic import (
 
 from syncer_core.config.dockerconfig import DockerConfig
 from syncer_core.config.files import describe_validation_error, expand_env, load_document
+from syncer_core.config.secretrefs import resolve_secret, secret_block_name
 from syncer_core.errors import ConfigError, InvalidReferenceError
 from syncer_core.reference import DOCKER_HUB, Reference, normalise_registry, split_repository
 from syncer_core.registry.access import RegistryAccess
@@ -85,6 +86,8 @@ class AuthEntry(BaseModel):
     @field_validator("password", "token", mode="after")
     @classmethod
     def _expand_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            secret_block_name(value.get_secret_value())  # rejects malformed references
         env = _context_env(info)
         if value is None or env is None:
             return value
@@ -119,15 +122,19 @@ class AuthEntry(BaseModel):
         password = self.password.get_secret_value() if self.password is not None else ""
         return bool(self.username) and bool(password)
 
-    def to_access(self) -> RegistryAccess:
-        """Return this entry as the `RegistryAccess` the registry client takes."""
+    def to_access(self, key: str = "") -> RegistryAccess:
+        """Return this entry as the `RegistryAccess` the registry client takes.
+
+        Secret block references are resolved here, at lookup time (inside the
+        worker), never when the file is loaded.
+        """
         if not self.has_credentials:
             return RegistryAccess(insecure=self.insecure, ca_file=self.ca_file)
         uses_token = self.token is not None and bool(self.token.get_secret_value())
         return RegistryAccess(
             username=self.username,
-            password=None if uses_token else self.password,
-            token=self.token if uses_token else None,
+            password=None if uses_token else resolve_secret(self.password, where=f"{key}.password"),
+            token=resolve_secret(self.token, where=f"{key}.token") if uses_token else None,
             insecure=self.insecure,
             ca_file=self.ca_file,
         )
@@ -220,6 +227,12 @@ class AuthConfig:
                 best = normal
         return self._by_key[best] if best is not None else None
 
+    def _access(self, entry: AuthEntry, key: str | None) -> RegistryAccess:
+        try:
+            return entry.to_access(key or "")
+        except ConfigError as error:
+            raise ConfigError(str(error), file=self.file) from None
+
     def lookup(self, reference: Reference) -> RegistryAccess:
         """Resolve credentials and TLS options for an image.
 
@@ -238,10 +251,10 @@ class AuthConfig:
         key = self.match(reference)
         entry = self.entries[key] if key is not None else AuthEntry()
         if entry.has_credentials or self.docker_config is None:
-            return entry.to_access()
+            return self._access(entry, key)
         fallback = self.docker_config.credentials(reference.registry)
         if fallback is None:
-            return entry.to_access()
+            return self._access(entry, key)
         return fallback.model_copy(update={"insecure": entry.insecure, "ca_file": entry.ca_file})
 
 

@@ -9,6 +9,9 @@ digest verified on the fly. The whole blob copy is the unit of retry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+
 from syncer_core.registry import MountResult, RegistryClient
 from syncer_core.sync.inspect import BlobTransfer, ManifestPush
 from syncer_core.sync.results import BlobOutcome
@@ -42,14 +45,20 @@ def _try_mount(dst: RegistryClient, transfer: BlobTransfer, candidates: list[str
     return result
 
 
-def copy_blob(session: SyncSession, transfer: BlobTransfer) -> BlobOutcome:
+def copy_blob(
+    session: SyncSession,
+    transfer: BlobTransfer,
+    slot: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> BlobOutcome:
     """Make `transfer.digest` present in the destination repository.
 
-    Holds one of the run's `proc` transfer slots while it works.
+    Holds one of the run's `proc` transfer slots while it works, and inside
+    it whatever `slot()` guards (the orchestrator's cross-machine
+    per-registry limit), so no cluster-wide slot is held while queued here.
     """
     target = transfer.target
     ledger = session.ledger
-    with session.transfers, ledger.exclusive(target.registry, transfer.digest):
+    with session.transfers, slot(), ledger.exclusive(target.registry, transfer.digest):
         if ledger.has(target.registry, target.repository, transfer.digest):
             return BlobOutcome(digest=transfer.digest, action="skipped")
         dst = session.client(target)

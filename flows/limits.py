@@ -10,13 +10,13 @@ blob, one API round trip each.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from syncer_core.config.secretrefs import set_secret_resolver
 
@@ -41,9 +41,11 @@ def ensure_registry_limits(registries: Iterable[str], size: int) -> list[str]:
             try:
                 client.read_global_concurrency_limit_by_name(name)
             except ObjectNotFound:
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=name, limit=size)
-                )
+                # Another worker's run may create it between our read and this create.
+                with suppress(ObjectAlreadyExists):
+                    client.create_global_concurrency_limit(
+                        GlobalConcurrencyLimitCreate(name=name, limit=size)
+                    )
     return names
 
 

@@ -109,6 +109,11 @@ class ImageIndex(_Model):
 class _FsLayer(_Model):
     blob_sum: str = Field(alias="blobSum")
 
+    def model_post_init(self, __context: Any) -> None:
+        """Reject malformed digests while parsing, as `Descriptor` does."""
+        if not is_digest(self.blob_sum):
+            raise ValueError(f"invalid digest {self.blob_sum!r}")
+
 
 class Schema1Manifest(_Model):
     """Docker schema1 (deprecated): copied as-is, its layers are `fsLayers`."""

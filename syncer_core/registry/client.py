@@ -211,16 +211,20 @@ class RegistryClient:
     def get_manifest(self, repository: str, reference: str) -> RawManifest:
         """GET a manifest's exact bytes; verified when fetched by digest."""
         what = f"GET manifest {repository}:{reference}"
-        response = self.retrying(
-            lambda: self.send(
+
+        def fetch() -> tuple[httpx.Response, bytes]:
+            # The body is read inside the retried operation: a connection cut
+            # mid-body is as transient as one cut before the headers.
+            response = self.send(
                 "GET",
                 f"/v2/{repository}/manifests/{reference}",
                 what=what,
                 stream=True,
                 headers={"Accept": MANIFEST_ACCEPT},
             )
-        )
-        data = self._read_capped(response, what)
+            return response, self._read_capped(response, what)
+
+        response, data = self.retrying(fetch)
         media_type = detect_media_type(data, response.headers.get("content-type"))
         manifest = RawManifest(media_type, data)
         claimed = response.headers.get("docker-content-digest")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from syncer_core.errors import ManifestError, NotFoundError, SyncerError
+from syncer_core.errors import DigestMismatchError, ManifestError, NotFoundError, SyncerError
 from syncer_core.manifest import ImageIndex, ImageManifest, Platform, RawManifest, Schema1Manifest
 from syncer_core.mediatypes import INDEX_TYPES
 from syncer_core.plan import SyncJob
@@ -115,32 +115,46 @@ class _Inspector:
 
     def _plan(self, source: RawManifest, dst_digest: str | None) -> Unchanged | ImagePlan:
         job = self.job
-        top = source
         notes: list[str] = []
-        if source.is_index and self.platforms.active:
-            filtered = filter_index(source, self.platforms)
-            if filtered is None:
-                return Unchanged(job, f"no platform matches the filter ({self.platforms})")
-            if filtered.digest != source.digest:
-                notes.append(f"index rewritten for {self.platforms}: digest {filtered.digest}")
-                if job.target.digest is not None:
-                    raise SyncerError(
-                        f"the platform filter rewrites the index, so it cannot be pushed "
-                        f"under the source digest {job.target.digest}"
-                    )
-            top = filtered
-            if (
-                not self.force
-                and dst_digest == top.digest
-                and self._complete_at_destination(top.digest, top.media_type)
-            ):
-                return Unchanged(job, "unchanged (filtered index)", top.digest)
-        elif not source.is_index and self.platforms.active and not self._single_matches(source):
-            return Unchanged(job, f"platform does not match the filter ({self.platforms})")
+        top = self._apply_filter(source, notes)
+        if isinstance(top, Unchanged):
+            return top
+        if job.target.digest is not None and job.target.digest != top.digest:
+            if top.digest != source.digest:
+                raise SyncerError(
+                    "the platform filter rewrites the index, so it cannot be pushed under "
+                    f"the pinned digest {job.target.digest}"
+                )
+            raise DigestMismatchError(
+                job.target.digest, top.digest, what=f"destination {job.target}"
+            )
+        # Also catches registries that omit Docker-Content-Digest on HEAD, and
+        # filtered indexes, whose digest differs from the source's.
+        if (
+            not self.force
+            and dst_digest == top.digest
+            and self._complete_at_destination(top.digest, top.media_type)
+        ):
+            return Unchanged(job, "unchanged", top.digest)
         plan = ImagePlan(job, ManifestPush(job.target, top), notes=notes)
         seen: set[str] = set()
         self._collect(top, plan, seen, depth=0)
         return plan
+
+    def _apply_filter(self, source: RawManifest, notes: list[str]) -> RawManifest | Unchanged:
+        """The manifest to push under the platform filter, or why nothing is pushed."""
+        if not self.platforms.active:
+            return source
+        if not source.is_index:
+            if self._single_matches(source):
+                return source
+            return Unchanged(self.job, f"platform does not match the filter ({self.platforms})")
+        filtered = filter_index(source, self.platforms)
+        if filtered is None:
+            return Unchanged(self.job, f"no platform matches the filter ({self.platforms})")
+        if filtered.digest != source.digest:
+            notes.append(f"index rewritten for {self.platforms}: digest {filtered.digest}")
+        return filtered
 
     def _collect(self, manifest: RawManifest, plan: ImagePlan, seen: set[str], depth: int) -> None:
         parsed = manifest.parsed

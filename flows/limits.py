@@ -56,7 +56,8 @@ def registry_slot(name: str | None) -> AbstractContextManager[object]:
 
 @contextmanager
 def _slot(name: str) -> Iterator[None]:
-    with concurrency(name, occupy=1, strict=True):
+    # A lease renewal hiccup (API briefly unreachable) must not kill a transfer.
+    with concurrency(name, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
         yield
 
 

@@ -38,6 +38,7 @@ from syncer_core.registry.uploads import BlobUploader, MountResult
 __all__ = ["BlobStream", "ManifestHead", "MountResult", "RegistryClient"]
 
 T = TypeVar("T")
+_PROBE_TIMEOUT = httpx.Timeout(5.0)
 
 
 class RegistryClient:
@@ -91,7 +92,8 @@ class RegistryClient:
         if not self.access.insecure:
             return https
         try:
-            self._http.get(https.join("/v2/"), auth=None).close()
+            # A short probe: a plain-HTTP port may accept TCP and never answer TLS.
+            self._http.get(https.join("/v2/"), auth=None, timeout=_PROBE_TIMEOUT).close()
         except httpx.TransportError:
             return httpx.URL(f"http://{self.host}/")
         return https

@@ -1,0 +1,113 @@
+"""`python flows/sync.py` with the embedded Prefect API records every run before it exits.
+
+Without `PREFECT_API_URL` Prefect serves a temporary API from `PREFECT_HOME`'s
+SQLite database and stops it when the process exits. After the process is
+gone, that database must hold the parent flow run, one subflow run per rule
+and every task run, all in final states, plus the Markdown report artifact.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.flows.helpers import auth_entry, delete_blob, first_layer, seed, write_document
+from tests.support.images import build_image
+from tests.support.registry_server import RegistryServer
+
+pytestmark = [pytest.mark.flow, pytest.mark.registry]
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Tags of the synced repository. Measured: with the CLI's wait for the
+#: records removed, runs of 20-45 tags left a task run PENDING only once in
+#: seven, so a small run checks the contract; it cannot reproduce the race.
+TAGS = 4
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def _embedded_env(home: Path) -> dict[str, str]:
+    """This environment without any Prefect setting, with a fresh PREFECT_HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(home)
+    env["DOCKER_CONFIG"] = str(home / "no-docker-config")
+    return env
+
+
+def _rows(db: Path, query: str) -> list[sqlite3.Row]:
+    with sqlite3.connect(db) as connection:
+        connection.row_factory = sqlite3.Row
+        return connection.execute(query).fetchall()
+
+
+def test_embedded_api_run_is_fully_recorded_after_the_process_exits(
+    src: RegistryServer, dst: RegistryServer, tmp_path: Path
+):
+    S, D = src.host, dst.host
+    app = {f"v{i}": build_image(600 + i, layer_sizes=(64,)) for i in range(TAGS)}
+    for tag, image in app.items():
+        seed(src, "team/app", [tag], image)
+    broken = build_image(599)
+    seed(src, "team/broken", ["v1"], broken)
+    delete_blob(src, "team/broken", first_layer(broken))
+    images = write_document(
+        tmp_path / "images.yaml",
+        {f"{S}/team/app": f"{D}/mirror/app", f"{S}/team/broken:v1": f"{D}/mirror/broken"},
+    )
+    auth = write_document(tmp_path / "auth.yaml", {s.host: auth_entry(s) for s in (src, dst)})
+    home = tmp_path / "prefect-home"
+
+    result = subprocess.run(
+        [sys.executable, "flows/sync.py", "--auth", str(auth), "--images", str(images)],
+        cwd=ROOT,
+        env=_embedded_env(home),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+    output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr[-4000:]}"
+    assert result.returncode == 1, output  # the broken image fails, the others sync
+    assert "Prefect still has" not in result.stderr, output
+    db = home / "prefect.db"
+    flow_runs = _rows(
+        db,
+        "SELECT fr.id, fr.name, fr.state_type, fr.parent_task_run_id, f.name AS flow "
+        "FROM flow_run fr JOIN flow f ON f.id = fr.flow_id",
+    )
+    (parent,) = [run for run in flow_runs if run["flow"] == "image-syncer"]
+    rules = [run for run in flow_runs if run["flow"] == "sync-rule"]
+    assert len(flow_runs) == 1 + len(rules)
+    assert sorted(run["name"] for run in rules) == [
+        f"rule {S}/team/app -> {D}/mirror/app",
+        f"rule {S}/team/broken:v1 -> {D}/mirror/broken",
+    ]
+    assert {run["state_type"] for run in flow_runs} == {"COMPLETED"}
+
+    task_runs = _rows(db, "SELECT id, name, flow_run_id, state_type FROM task_run")
+    # Each subflow hangs off a task run of the parent flow; the parent has no other tasks.
+    wrappers = {rule["parent_task_run_id"] for rule in rules}
+    assert {t["id"] for t in task_runs if t["flow_run_id"] == parent["id"]} == wrappers
+    run_ids = {parent["id"], *(rule["id"] for rule in rules)}
+    assert {task["flow_run_id"] for task in task_runs} <= run_ids
+    unfinished = [dict(t) for t in task_runs if t["state_type"] not in FINAL_STATES]
+    assert unfinished == []
+
+    work = [t for t in task_runs if t["flow_run_id"] != parent["id"]]
+    kinds = Counter(t["name"].split(" ", 1)[0] for t in work)
+    app_blobs = len({digest for image in app.values() for digest in image.blobs})
+    copies = app_blobs + len(broken.blobs)
+    assert kinds == {"list": 1, "check": 2, "copy": copies, "push": len(app)}
+    failed = [t["name"] for t in work if t["state_type"] == "FAILED"]
+    assert len(failed) == 1 and failed[0].startswith("copy ")
+    assert f"{D}/mirror/broken" in failed[0]
+
+    (artifact,) = _rows(db, "SELECT type, data FROM artifact WHERE key = 'image-sync-report'")
+    assert artifact["type"] == "markdown"
+    assert f"{D}/mirror/broken:v1" in artifact["data"]
+    assert f"{D}/mirror/app:v{TAGS - 1}" in artifact["data"]

@@ -54,12 +54,18 @@ def run_sync(state: Path, extra: list[str]) -> int:
     env = dict(os.environ, DEMO_DESTINATION=f"127.0.0.1:{DESTINATION_PORT}")
     env.setdefault("PREFECT_HOME", str(state / "prefect"))
     command = [
-        sys.executable, str(ROOT / "flows" / "sync.py"),
-        "--auth", str(EXAMPLES / "auth.yaml"),
-        "--images", str(EXAMPLES / "images.yaml"),
-        "--registry", f"127.0.0.1:{DESTINATION_PORT}",
-        "--report", str(state / "report.json"),
-        "--output-success-images", str(state / "synced-images.yaml"),
+        sys.executable,
+        str(ROOT / "flows" / "sync.py"),
+        "--auth",
+        str(EXAMPLES / "auth.yaml"),
+        "--images",
+        str(EXAMPLES / "images.yaml"),
+        "--registry",
+        f"127.0.0.1:{DESTINATION_PORT}",
+        "--report",
+        str(state / "report.json"),
+        "--output-success-images",
+        str(state / "synced-images.yaml"),
         *extra,
     ]
     print("$", " ".join(command[1:]), flush=True)

@@ -127,11 +127,16 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError(
             f"must be at least 1, got {args.rule_concurrency}", file="--rule-concurrency"
         )
+    inputs = {Path(v).resolve() for v in (args.images, args.auth, args.config) if v}
     for flag in ("log", "output_success_images", "output_failed_images", "report"):
         value = getattr(args, flag)
-        if value is not None and not Path(value).resolve().parent.is_dir():
-            name = "--" + flag.replace("_", "-")
+        if value is None:
+            continue
+        name = "--" + flag.replace("_", "-")
+        if not Path(value).resolve().parent.is_dir():
             raise ConfigError(f"directory of {value!r} does not exist", file=name)
+        if Path(value).resolve() in inputs:
+            raise ConfigError(f"{value!r} is an input file; refusing to overwrite it", file=name)
     PlatformFilter.from_flags(args.os, args.arch)
 
 

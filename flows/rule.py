@@ -64,10 +64,13 @@ def _batches(jobs: Sequence[SyncJob], size: int) -> list[list[SyncJob]]:
     return [list(jobs[i : i + size]) for i in range(0, len(jobs), size)]
 
 
-def _check(session_id: str, jobs: Sequence[SyncJob]) -> list[Unchanged | ImagePlan | ImageResult]:
+def _check(
+    session_id: str, jobs: Sequence[SyncJob], retries: int
+) -> list[Unchanged | ImagePlan | ImageResult]:
     batches = _batches(jobs, CHECK_BATCH)
     labels = [f"{len(b)} images from {b[0].source.name}" for b in batches]
-    futures = check_images_task.map(unmapped(session_id), batches, labels)
+    checker = _retrying(check_images_task, retries)
+    futures = checker.map(unmapped(session_id), batches, labels, unmapped(retries))
     return [item for future in futures for item in future.result()]
 
 
@@ -162,7 +165,9 @@ def sync_rule(
     if not planned.jobs:
         logger.info("rule %s: nothing matched", rule)
         return RuleOutcome(rule=rule)
-    results, plans = _sort_inspections(_check(session_id, planned.jobs), session.options.dry_run)
+    results, plans = _sort_inspections(
+        _check(session_id, planned.jobs, retries), session.options.dry_run
+    )
     if plans:
         blob_futures = _copy_blobs(session_id, plans, retries, limited)
         results.extend(_finish_image(session_id, p, blob_futures, retries, started) for p in plans)

@@ -80,23 +80,34 @@ def list_tags_task(session_id: str, repository: str) -> list[str]:
     task_run_name="check {label}",
     cache_policy=NO_CACHE,
 )
-def check_images_task(session_id: str, jobs: list[SyncJob], label: str) -> list[Inspection]:
+def check_images_task(
+    session_id: str, jobs: list[SyncJob], label: str, retries: int = 0
+) -> list[Inspection]:
     """HEAD-compare a batch of images concurrently; plan the changed ones.
 
     A job that fails to inspect becomes a failed `ImageResult`: one broken
-    image never fails the batch.
+    image never fails the batch. A transient failure (5xx, timeout, 429)
+    instead fails the task while Prefect retries remain, so the batch is
+    checked again like any other transfer; the last attempt reports it.
     """
     session = get_session(session_id)
+    transient: list[TransientRegistryError] = []
 
     def inspect(job: SyncJob) -> Inspection:
         try:
             return inspect_job(session, job)
+        except TransientRegistryError as error:
+            transient.append(error)
+            return failed_result(job, error)
         except Exception as error:  # noqa: BLE001 - reported per image with its cause
             return failed_result(job, error)
 
     workers = max(1, min(session.options.check_concurrency, len(jobs)))
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(inspect, jobs))
+        results = list(pool.map(inspect, jobs))
+    if transient and runtime_task_run.run_count <= retries:
+        raise transient[0]
+    return results
 
 
 @task(

@@ -30,6 +30,7 @@ from syncer_core.reference import DOCKER_HUB, DOCKER_HUB_API
 from syncer_core.registry.access import RegistryAccess
 from syncer_core.registry.auth import SCOPE_EXTENSION, RegistryAuth
 from syncer_core.registry.http import ClientOptions, build_http_client
+from syncer_core.registry.ratelimit import RateLimitGate
 from syncer_core.registry.responses import error_from_transport, raise_for_status
 from syncer_core.registry.retry import RetryPolicy, call_with_retries
 from syncer_core.registry.types import BlobStream, ManifestHead
@@ -70,6 +71,7 @@ class RegistryClient:
         self._base: httpx.URL | None = None
         self._lock = threading.Lock()
         self._uploader = BlobUploader(self)
+        self._rate_gate = RateLimitGate(max_pause=self.retry.max_retry_after)
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -120,12 +122,17 @@ class RegistryClient:
         With `stream=True` the body is not read; the caller must close it.
         """
         target = self.url(str(url))
+        counted = "/manifests/" in target.path
+        if counted:
+            self._rate_gate.wait()
         extensions = {SCOPE_EXTENSION: scopes} if scopes else None
         request = self._http.build_request(method, target, extensions=extensions, **kwargs)  # type: ignore[arg-type]
         try:
             response = self._http.send(request, stream=True, follow_redirects=follow_redirects)
         except httpx.HTTPError as exc:
             raise error_from_transport(exc, registry=self.registry, what=what) from exc
+        if counted:
+            self._rate_gate.observe(response)
         if response.status_code in set(ok) or response.is_success:
             if not stream:
                 self._read(response, what)

@@ -13,6 +13,9 @@ __all__ = ["apply_defaults"]
 _DEFAULTS = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # The embedded API can take well over Prefect's 20 s default to start on a
+    # busy 2-core machine; failing the whole run for that helps nobody.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 
 

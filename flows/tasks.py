@@ -9,7 +9,6 @@ the blob ledger are looked up from the session id, never passed in.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prefect import task
@@ -102,9 +101,7 @@ def check_images_task(
         except Exception as error:  # noqa: BLE001 - reported per image with its cause
             return failed_result(job, error)
 
-    workers = max(1, min(session.options.check_concurrency, len(jobs)))
-    with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(inspect, jobs))
+    results = list(session.checks.map(inspect, jobs))
     if transient and runtime_task_run.run_count <= retries:
         raise transient[0]
     return results

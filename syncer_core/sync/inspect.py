@@ -78,14 +78,19 @@ class _Inspector:
 
     def run(self) -> Unchanged | ImagePlan:
         job = self.job
+        dst_head = None
+        if not self.force:
+            dst_head = self.dst.head_manifest(job.target.repository, job.target.identifier)
+        if dst_head is None:
+            # Nothing to compare with: fetch the source at once (one request fewer).
+            return self._plan(
+                self.src.get_manifest(job.source.repository, job.source.identifier), None
+            )
         src_head = self.src.head_manifest(job.source.repository, job.source.identifier)
         if src_head is None:
             raise NotFoundError(
                 f"source manifest {job.source} not found", registry=job.source.registry
             )
-        dst_head = None
-        if not self.force:
-            dst_head = self.dst.head_manifest(job.target.repository, job.target.identifier)
         if (
             src_head.digest
             and dst_head
@@ -96,7 +101,7 @@ class _Inspector:
         source = self.src.get_manifest(
             job.source.repository, src_head.digest or job.source.identifier
         )
-        return self._plan(source, dst_head.digest if dst_head else None)
+        return self._plan(source, dst_head.digest)
 
     def _complete_at_destination(self, digest: str, media_type: str | None) -> bool:
         """For an index, every child must exist at the destination too.

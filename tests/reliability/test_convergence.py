@@ -233,7 +233,10 @@ def test_transient_failure_while_inspecting_is_retried_like_a_transfer(
     # One burst of 503s, one more than the 4 attempts a single request gets.
     src_proxy.set_faults(
         FaultRule(
-            kinds=("503",), methods=frozenset({"HEAD"}), endpoints=frozenset({"manifest"}), limit=5
+            kinds=("503",),
+            methods=frozenset({"HEAD", "GET"}),
+            endpoints=frozenset({"manifest"}),
+            limit=5,
         )
     )
 

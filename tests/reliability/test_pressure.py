@@ -46,12 +46,13 @@ def test_cli_waits_at_least_retry_after_before_asking_again(
     with client_for(src) as client:
         push_image(client, "app/one", "v1", image)
     src_proxy, dst_proxy = proxies(src), proxies(dst)
-    # The first manifest HEAD at the source, and the first manifest PUT at the destination.
+    # The first manifest GET at the source (a new image is fetched without a
+    # HEAD first), and the first manifest PUT at the destination.
     src_proxy.set_faults(
         FaultRule(
             kinds=("429-retry-after",),
             retry_after="2",
-            methods=frozenset({"HEAD"}),
+            methods=frozenset({"GET"}),
             endpoints=frozenset({"manifest"}),
             limit=1,
         )
@@ -77,7 +78,7 @@ def test_cli_waits_at_least_retry_after_before_asking_again(
 
     assert run.code == 0, run.describe()
     assert tag_digests(dst, "app/one") == {"v1": image.digest}
-    head_gap = _retry_gap(src_proxy, "HEAD", "manifest")
+    head_gap = _retry_gap(src_proxy, "GET", "manifest")
     put_gap = _retry_gap(dst_proxy, "PUT", "manifest")
     print(f"\nRetry-After 2 -> next HEAD after {head_gap:.2f}s; 3 -> next PUT after {put_gap:.2f}s")
     assert 2.0 <= head_gap < 6.0

@@ -1,0 +1,1 @@
+"""Benchmark of image-syncer against skopeo sync (`python bench/run.py`)."""

@@ -11,6 +11,7 @@ states (and their number stops changing), then lets the process go.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
@@ -25,22 +26,13 @@ from prefect.events.worker import EventsWorker
 __all__ = ["RecordStatus", "wait_until_recorded"]
 
 
+@dataclass(frozen=True)
 class RecordStatus:
     """What the API holds for a run: flow runs, task runs, how many not final."""
 
-    def __init__(self, flow_runs: int, task_runs: int, pending: int):
-        self.flow_runs = flow_runs
-        self.task_runs = task_runs
-        self.pending = pending
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, RecordStatus) and vars(self) == vars(other)
-
-    def __repr__(self) -> str:
-        return (
-            f"RecordStatus(flow_runs={self.flow_runs}, task_runs={self.task_runs}, "
-            f"pending={self.pending})"
-        )
+    flow_runs: int
+    task_runs: int
+    pending: int
 
 
 def _status(flow_run_id: UUID) -> RecordStatus:

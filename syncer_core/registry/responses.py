@@ -55,8 +55,10 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 def _read_error_body(response: httpx.Response) -> bytes:
     """Read at most 64 KiB of an error body (streamed responses included)."""
-    if hasattr(response, "_content"):
-        return response.content[:_MAX_ERROR_BODY]
+    try:
+        return response.content[:_MAX_ERROR_BODY]  # already read (non-streamed request)
+    except httpx.ResponseNotRead:
+        pass
     data = bytearray()
     try:
         for chunk in response.iter_bytes():

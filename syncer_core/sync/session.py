@@ -74,9 +74,18 @@ class ClientPool:
         self._retry = retry or RetryPolicy()
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, RegistryAccess], RegistryClient] = {}
+        self._by_repository: dict[str, RegistryClient] = {}
 
     def for_reference(self, reference: Reference) -> RegistryClient:
-        """The client for the registry (and credentials) of `reference`."""
+        """The client for the registry (and credentials) of `reference`.
+
+        Called per blob and per manifest: the credential lookup runs once per
+        repository and run, the client is shared per (registry, credentials).
+        """
+        with self._lock:
+            known = self._by_repository.get(reference.name)
+        if known is not None:
+            return known
         access = self._access_for(reference)
         key = (reference.registry, access)
         with self._lock:
@@ -86,6 +95,7 @@ class ClientPool:
                     reference.registry, access=access, options=self._options, retry=self._retry
                 )
                 self._clients[key] = client
+            self._by_repository[reference.name] = client
             return client
 
     def close(self) -> None:
@@ -94,6 +104,7 @@ class ClientPool:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
+            self._by_repository.clear()
 
 
 class BlobLedger:

@@ -21,7 +21,13 @@ from syncer_core.errors import NotFoundError
 from syncer_core.manifest import ImageIndex, ImageManifest, RawManifest
 from syncer_core.registry import RegistryClient
 from tests.support.images import TestImage, push_image
-from tests.support.registry_server import LoggedRequest, RegistryServer, access_for, classify_path
+from tests.support.registry_server import (
+    LoggedRequest,
+    RegistryServer,
+    access_for,
+    auth_entry,
+    classify_path,
+)
 
 __all__ = [
     "RequestMark",
@@ -88,19 +94,6 @@ class SyncRun:
     def describe(self) -> str:
         """Everything useful when an assertion fails."""
         return f"exit {self.code}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr[-4000:]}"
-
-
-def auth_entry(server: RegistryServer, *, password: str | None = None) -> dict[str, Any]:
-    """The auth-file entry for a test registry (plain HTTP is `insecure`)."""
-    entry: dict[str, Any] = {}
-    if server.flavour == "tls":
-        entry["ca_file"] = str(server.ca_file)
-    else:
-        entry["insecure"] = True
-    if server.username:
-        entry["username"] = server.username
-        entry["password"] = password if password is not None else server.password
-    return entry
 
 
 def write_document(path: Path, data: Any) -> Path:

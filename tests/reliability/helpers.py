@@ -21,7 +21,7 @@ from syncer_core import mediatypes as mt
 from syncer_core.errors import NotFoundError
 from syncer_core.manifest import RawManifest
 from syncer_core.registry import RegistryClient
-from tests.support.registry_server import RegistryServer, access_for
+from tests.support.registry_server import RegistryServer, access_for, auth_entry
 from tests.support.stream_copy_probe import pattern_chunks
 
 __all__ = [
@@ -82,19 +82,6 @@ def write_document(path: Path, data: Any) -> Path:
     text = json.dumps(data, indent=2) if path.suffix == ".json" else yaml.safe_dump(data)
     path.write_text(text)
     return path
-
-
-def auth_entry(server: RegistryServer, *, password: str | None = None) -> dict[str, Any]:
-    """The auth-file entry for a registry (or a proxy in front of it)."""
-    entry: dict[str, Any] = {}
-    if server.flavour == "tls":
-        entry["ca_file"] = str(server.ca_file)
-    else:
-        entry["insecure"] = True
-    if server.username:
-        entry["username"] = server.username
-        entry["password"] = password if password is not None else server.password
-    return entry
 
 
 @contextmanager

@@ -41,6 +41,7 @@ __all__ = [
     "RegistryServer",
     "RegistryStartError",
     "access_for",
+    "auth_entry",
     "classify_path",
     "registry_binary",
     "running_registry",
@@ -427,6 +428,19 @@ def access_for(server: RegistryServer, *, credentials: bool = True) -> RegistryA
     if server.flavour == "tls":
         return RegistryAccess(ca_file=server.ca_file, username=user, password=password)
     return RegistryAccess(insecure=True, username=user, password=password)
+
+
+def auth_entry(server: RegistryServer, *, password: str | None = None) -> dict[str, Any]:
+    """The auth-file entry for a registry (or a proxy in front of it); plain HTTP is `insecure`."""
+    entry: dict[str, Any] = {}
+    if server.flavour == "tls":
+        entry["ca_file"] = str(server.ca_file)
+    else:
+        entry["insecure"] = True
+    if server.username:
+        entry["username"] = server.username
+        entry["password"] = password if password is not None else server.password
+    return entry
 
 
 @atexit.register

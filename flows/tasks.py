@@ -1,10 +1,13 @@
-"""Thin Prefect tasks over `syncer_core`: list tags, check images, copy blobs, push manifests.
+"""Thin Prefect tasks over `syncer_core`: check a rule, copy an image.
 
-Each task turns small values into one core call. Task runs exist only where
-work happens (a task run costs ~5 ms in the client and ~30 ms of server CPU):
-tag listings, one batched check per group of images, one run per blob
-actually copied or mounted, one per manifest actually pushed. Clients and
-the blob ledger are looked up from the session id, never passed in.
+Task runs exist only where work happens (each costs ~5 ms in the client and
+~30 ms of server CPU, and on a SQLite-backed API every write also queues
+behind the others): one check per rule (tag listing and HEAD comparison of
+all its images, usually the whole job of a nightly re-run) and one copy per
+changed image (its missing blobs concurrently, then its manifests, the tag
+last). Blob-level progress is in the image's result, not in task runs.
+Clients, pools and the blob ledger are looked up from the session id, never
+passed in.
 """
 
 from __future__ import annotations
@@ -17,23 +20,13 @@ from prefect.runtime import task_run as runtime_task_run
 
 from flows.limits import registry_slot
 from syncer_core.errors import TransientRegistryError
-from syncer_core.plan import SyncJob
-from syncer_core.reference import Reference
-from syncer_core.sync.engine import failed_result
-from syncer_core.sync.inspect import BlobTransfer, ImagePlan, ManifestPush, Unchanged, inspect_job
-from syncer_core.sync.results import BlobOutcome, ImageResult
+from syncer_core.sync.check import RuleCheck, check_rule
+from syncer_core.sync.engine import execute_plan
+from syncer_core.sync.inspect import ImagePlan
+from syncer_core.sync.results import ImageResult
 from syncer_core.sync.session import get_session
-from syncer_core.sync.transfer import copy_blob, push_manifest
 
-__all__ = [
-    "check_images_task",
-    "copy_blob_task",
-    "list_tags_task",
-    "push_manifest_task",
-    "retry_transient",
-]
-
-Inspection = Unchanged | ImagePlan | ImageResult
+__all__ = ["check_rule_task", "copy_image_task", "retry_transient"]
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -49,90 +42,55 @@ def _short(digest: str) -> str:
     return f"{algorithm}:{hexpart[:12]}…"
 
 
-def _blob_run_name() -> str:
-    transfer: BlobTransfer = runtime_task_run.parameters["transfer"]
-    return f"copy {_short(transfer.digest)} → {transfer.target.name}"
-
-
-def _manifest_run_name() -> str:
-    push: ManifestPush = runtime_task_run.parameters["push"]
-    target = push.target
-    shown = target.tag if target.tag else _short(push.manifest.digest)
-    return f"push {target.name}:{shown}" if target.tag else f"push {target.name}@{shown}"
+def _copy_run_name() -> str:
+    plan: ImagePlan = runtime_task_run.parameters["plan"]
+    target = plan.job.target
+    shown = (
+        f"{target.name}:{target.tag}"
+        if target.tag
+        else f"{target.name}@{_short(plan.top.manifest.digest)}"
+    )
+    return f"copy {shown}"
 
 
 @task(
-    name="list-tags",
-    task_run_name="list tags of {repository}",
+    name="check-rule",
+    task_run_name="check {rule}",
     cache_policy=NO_CACHE,
     retry_condition_fn=retry_transient,
 )
-def list_tags_task(session_id: str, repository: str) -> list[str]:
-    """List the tags of a source repository (`registry/path`)."""
-    session = get_session(session_id)
-    reference = Reference.parse(repository)
-    return session.client(reference).list_tags(reference.repository)
+def check_rule_task(session_id: str, rule_index: int, rule: str, retries: int = 0) -> RuleCheck:
+    """List the rule's source tags and HEAD-compare its images; plan the changed ones.
 
-
-@task(
-    name="check-images",
-    task_run_name="check {label}",
-    cache_policy=NO_CACHE,
-)
-def check_images_task(
-    session_id: str, jobs: list[SyncJob], label: str, retries: int = 0
-) -> list[Inspection]:
-    """HEAD-compare a batch of images concurrently; plan the changed ones.
-
-    A job that fails to inspect becomes a failed `ImageResult`: one broken
-    image never fails the batch. A transient failure (5xx, timeout, 429)
-    instead fails the task while Prefect retries remain, so the batch is
-    checked again like any other transfer; the last attempt reports it.
-    """
-    session = get_session(session_id)
-    transient: list[TransientRegistryError] = []
-
-    def inspect(job: SyncJob) -> Inspection:
-        try:
-            return inspect_job(session, job)
-        except TransientRegistryError as error:
-            transient.append(error)
-            return failed_result(job, error)
-        except Exception as error:  # noqa: BLE001 - reported per image with its cause
-            return failed_result(job, error)
-
-    results = list(session.checks.map(inspect, jobs))
-    if transient and runtime_task_run.run_count <= retries:
-        raise transient[0]
-    return results
-
-
-@task(
-    name="copy-blob",
-    task_run_name=_blob_run_name,
-    cache_policy=NO_CACHE,
-    retry_condition_fn=retry_transient,
-)
-def copy_blob_task(
-    session_id: str, transfer: BlobTransfer, limit: str | None = None
-) -> BlobOutcome:
-    """Skip, mount or stream one blob into its destination repository.
+    A broken image becomes a failed result and never fails the check. A
+    transient failure (5xx, timeout, 429) fails the task while Prefect
+    retries remain, so the rule is checked again; the last attempt reports it.
 
     Args:
         session_id: the run's session in this process.
-        transfer: what to copy where.
-        limit: a global concurrency limit to hold a slot of while copying
-            (`registry:<host>`), or None.
+        rule_index: which rule of the session.
+        rule: the rule's name (for the UI).
+        retries: the retries this task was given.
     """
-    return copy_blob(get_session(session_id), transfer, slot=lambda: registry_slot(limit))
+    raise_transient = runtime_task_run.run_count <= retries
+    return check_rule(get_session(session_id), rule_index, raise_transient=raise_transient)
 
 
 @task(
-    name="push-manifest",
-    task_run_name=_manifest_run_name,
+    name="copy-image",
+    task_run_name=_copy_run_name,
     cache_policy=NO_CACHE,
     retry_condition_fn=retry_transient,
 )
-def push_manifest_task(session_id: str, push: ManifestPush) -> str:
-    """Push one manifest's exact bytes (children by digest, the tag last)."""
-    return push_manifest(get_session(session_id), push)
+def copy_image_task(session_id: str, plan: ImagePlan, limit: str | None = None) -> ImageResult:
+    """Copy one changed image: missing blobs (skip → mount → stream), children, the tag.
+
+    A retry starts over cheaply: blobs already placed are skips in the ledger.
+
+    Args:
+        session_id: the run's session in this process.
+        plan: the image's blobs and manifests, from the rule's check.
+        limit: a global concurrency limit to hold a slot of per blob copy
+            (`registry:<host>`), or None.
+    """
+    return execute_plan(get_session(session_id), plan, slot=lambda: registry_slot(limit))

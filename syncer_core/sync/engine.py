@@ -7,19 +7,22 @@ Python composition (used by the tests of the engine, and by anyone embedding
 
 from __future__ import annotations
 
+import contextvars
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 
 from syncer_core.errors import SyncerError
 from syncer_core.plan import SyncJob
-from syncer_core.sync.inspect import ImagePlan, Unchanged, inspect_job
+from syncer_core.sync.inspect import BlobTransfer, ImagePlan, Unchanged, inspect_job
 from syncer_core.sync.results import BlobOutcome, ImageResult, ImageStatus
 from syncer_core.sync.session import SyncSession
 from syncer_core.sync.transfer import copy_blob, push_manifest
 
 __all__ = [
     "describe_error",
+    "execute_plan",
     "failed_result",
     "planned_result",
     "run_jobs",
@@ -101,7 +104,43 @@ def synced_result(
     )
 
 
-def _sync_one(session: SyncSession, job: SyncJob, pool: ThreadPoolExecutor) -> ImageResult:
+def _unique_blobs(plan: ImagePlan) -> list[BlobTransfer]:
+    """The plan's blobs, once each per destination repository (children may share layers)."""
+    unique: dict[tuple[str, str], BlobTransfer] = {}
+    for blob in plan.blobs:
+        unique.setdefault((blob.target.name, blob.digest), blob)
+    return list(unique.values())
+
+
+def execute_plan(
+    session: SyncSession,
+    plan: ImagePlan,
+    slot: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> ImageResult:
+    """Bring one changed image over: its blobs concurrently, then children, then the tag.
+
+    Blobs go to the session's blob pool (bounded by `proc` transfers across
+    the run; the ledger makes a blob shared with another image of the run
+    a skip or a mount). Each copy runs in a copy of the caller's context, so
+    an orchestrator's `slot` works from the pool's threads. Every blob is
+    waited for before anything is pushed, and the first failure is raised:
+    a manifest is pushed only when everything it references is present.
+    """
+    started = time.monotonic()
+    futures = [
+        session.blobs.submit(contextvars.copy_context().run, copy_blob, session, blob, slot)
+        for blob in _unique_blobs(plan)
+    ]
+    wait(futures)
+    outcomes: list[BlobOutcome] = [future.result() for future in futures]
+    for child in plan.children:
+        push_manifest(session, child)
+    push_manifest(session, plan.top)
+    pushed = len(plan.children) + 1
+    return synced_result(plan, outcomes, pushed, time.monotonic() - started)
+
+
+def _sync_one(session: SyncSession, job: SyncJob) -> ImageResult:
     started = time.monotonic()
     try:
         found = inspect_job(session, job)
@@ -109,18 +148,12 @@ def _sync_one(session: SyncSession, job: SyncJob, pool: ThreadPoolExecutor) -> I
             return unchanged_result(found, time.monotonic() - started)
         if session.options.dry_run:
             return planned_result(found)
-        outcomes = list(pool.map(lambda t: copy_blob(session, t), found.blobs))
-        for child in found.children:
-            push_manifest(session, child)
-        push_manifest(session, found.top)
-        pushed = len(found.children) + 1
-        return synced_result(found, outcomes, pushed, time.monotonic() - started)
+        return execute_plan(session, found)
     except SyncerError as error:
         return failed_result(job, error, time.monotonic() - started)
 
 
 def run_jobs(session: SyncSession, jobs: Sequence[SyncJob]) -> list[ImageResult]:
     """Sync every job; a failing image never stops the others."""
-    workers = max(1, session.options.proc)
-    with ThreadPoolExecutor(workers) as blobs, ThreadPoolExecutor(workers) as images:
-        return list(images.map(lambda job: _sync_one(session, job, blobs), jobs))
+    with ThreadPoolExecutor(max(1, session.options.proc)) as images:
+        return list(images.map(lambda job: _sync_one(session, job), jobs))

@@ -10,7 +10,9 @@ shares lives here:
   each blob is handled once per destination repository and later
   repositories on the same registry mount it instead of uploading it again;
 - `transfers`: a semaphore of `proc` slots bounding blob transfers in flight
-  across the whole run, whatever the number of rules running at once.
+  across the whole run, whatever the number of rules running at once;
+- `checks` and `blobs`: the bounded thread pools image checks and blob
+  copies run on, shared by every rule of the run.
 """
 
 from __future__ import annotations
@@ -165,6 +167,10 @@ class SyncSession:
         # connection pool: per-batch pools made hundreds of threads convoy on
         # httpcore's pool lock (5,000 tags: 799 threads).
         self.checks = ThreadPoolExecutor(max(1, self.options.check_concurrency))
+        # Blob copies of every image of the run. Twice `proc` threads: a copy
+        # waiting for another image's upload of the same digest (ledger lock)
+        # holds a thread but no transfer slot, so it does not stall the others.
+        self.blobs = ThreadPoolExecutor(2 * max(1, self.options.proc))
         self.id = uuid.uuid4().hex
 
     def client(self, reference: Reference) -> RegistryClient:
@@ -182,8 +188,9 @@ class SyncSession:
             self._listings[repository] = tags
 
     def close(self) -> None:
-        """Stop the check pool and release connections."""
+        """Stop the check and blob pools and release connections."""
         self.checks.shutdown(wait=True)
+        self.blobs.shutdown(wait=True)
         self.clients.close()
 
 

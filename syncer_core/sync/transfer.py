@@ -52,13 +52,15 @@ def copy_blob(
 ) -> BlobOutcome:
     """Make `transfer.digest` present in the destination repository.
 
-    Holds one of the run's `proc` transfer slots while it works, and inside
-    it whatever `slot()` guards (the orchestrator's cross-machine
-    per-registry limit), so no cluster-wide slot is held while queued here.
+    Takes the digest's ledger lock first (a second image needing the same
+    blob waits here, then skips or mounts it, without holding a transfer
+    slot), then one of the run's `proc` transfer slots, and inside it
+    whatever `slot()` guards (the orchestrator's cross-machine per-registry
+    limit), so no cluster-wide slot is held while queued here.
     """
     target = transfer.target
     ledger = session.ledger
-    with session.transfers, slot(), ledger.exclusive(target.registry, transfer.digest):
+    with ledger.exclusive(target.registry, transfer.digest), session.transfers, slot():
         if ledger.has(target.registry, target.repository, transfer.digest):
             return BlobOutcome(digest=transfer.digest, action="skipped")
         dst = session.client(target)

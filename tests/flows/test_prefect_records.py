@@ -98,14 +98,17 @@ def test_embedded_api_run_is_fully_recorded_after_the_process_exits(
     unfinished = [dict(t) for t in task_runs if t["state_type"] not in FINAL_STATES]
     assert unfinished == []
 
+    # One check per rule and one copy per changed image: no task run per blob or manifest.
     work = [t for t in task_runs if t["flow_run_id"] != parent["id"]]
-    kinds = Counter(t["name"].split(" ", 1)[0] for t in work)
-    app_blobs = len({digest for image in app.values() for digest in image.blobs})
-    copies = app_blobs + len(broken.blobs)
-    assert kinds == {"list": 1, "check": 2, "copy": copies, "push": len(app)}
+    names = Counter(t["name"] for t in work)
+    assert names == {
+        f"check {S}/team/app -> {D}/mirror/app": 1,
+        f"check {S}/team/broken:v1 -> {D}/mirror/broken": 1,
+        **{f"copy {D}/mirror/app:{tag}": 1 for tag in app},
+        f"copy {D}/mirror/broken:v1": 1,
+    }
     failed = [t["name"] for t in work if t["state_type"] == "FAILED"]
-    assert len(failed) == 1 and failed[0].startswith("copy ")
-    assert f"{D}/mirror/broken" in failed[0]
+    assert failed == [f"copy {D}/mirror/broken:v1"]
 
     (artifact,) = _rows(db, "SELECT type, data FROM artifact WHERE key = 'image-sync-report'")
     assert artifact["type"] == "markdown"

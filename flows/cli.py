@@ -88,7 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="format of the --output-*-images files",
     )
     p.add_argument("--report", metavar="FILE", help="write a JSON report of every image")
-    p.add_argument("--rule-concurrency", type=int, default=4, help="rules in progress at once")
+    p.add_argument(
+        "--rule-concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rule subflows in progress at once (default: 1 on the temporary API, else 4)",
+    )
     p.add_argument(
         "--registry-limit",
         type=int,
@@ -123,7 +129,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"must be 0 or more, got {args.shards}", file="--shards")
     if args.shards and not args.dispatch_to:
         raise ConfigError("only makes sense with --dispatch-to", file="--shards")
-    if args.rule_concurrency < 1:
+    if args.rule_concurrency is not None and args.rule_concurrency < 1:
         raise ConfigError(
             f"must be at least 1, got {args.rule_concurrency}", file="--rule-concurrency"
         )

@@ -25,7 +25,11 @@ if __package__ in (None, ""):  # run as a script: make `flows` and `syncer_core`
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.settings import (
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    get_current_settings,
+    temporary_settings,
+)
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.fanout import dispatch_shards, publish_results, shard_rules
@@ -73,12 +77,26 @@ def _run_rules(
         return [future.result() for future in futures]
 
 
+def default_rule_concurrency() -> int:
+    """Rule subflows at once when the caller did not say: 1 on the temporary API, else 4.
+
+    Starting and ending a subflow are blocking writes to the API's database.
+    The temporary API server a plain CLI run starts is SQLite, which
+    serialises writers; concurrent subflows there queue behind each other's
+    locks. Measured on 2 cores, 20 rules: S cold 8.8 s in-flow with 1 rule
+    at a time vs 14.1 s with 4 (same against a SQLite `prefect server`,
+    9.2 s vs 15.3 s), while against a PostgreSQL-backed server 4 at a time
+    is the faster (8.0 s vs 9.4 s).
+    """
+    return 4 if get_current_settings().api.url else 1
+
+
 def _run_here(
     run_config: RunConfig,
     options: SyncOptions,
     shard: list[int] | None,
     retries: int,
-    rule_concurrency: int,
+    rule_concurrency: int | None,
     registry_limit: int,
 ) -> list[RuleOutcome]:
     """Run rules in this process (all of them, or one shard of a dispatched run)."""
@@ -91,7 +109,8 @@ def _run_here(
         ensure_registry_limits(registries, registry_limit)
     register_session(session)
     try:
-        return _run_rules(session, indices, retries, rule_concurrency, limited)
+        concurrency = rule_concurrency or default_rule_concurrency()
+        return _run_rules(session, indices, retries, concurrency, limited)
     finally:
         close_session(session.id)
 
@@ -108,7 +127,7 @@ def sync_images(
     arch_filter: list[str] | None = None,
     force: bool = False,
     dry_run: bool = False,
-    rule_concurrency: int = 4,
+    rule_concurrency: int | None = None,
     registry_limit: int = 0,
     dispatch_to: str | None = None,
     shards: int = 0,
@@ -127,7 +146,8 @@ def sync_images(
         arch_filter: `--arch` patterns (`arch` or `arch:variant`).
         force: push manifests even if the destination already has them.
         dry_run: check and plan only; copy and push nothing.
-        rule_concurrency: rules (subflows) in progress at once.
+        rule_concurrency: rules (subflows) in progress at once; None: 1 on the
+            temporary API server (SQLite serialises concurrent subflows), else 4.
         registry_limit: if > 0, blob transfers into each destination registry
             hold a slot of the global concurrency limit `registry:<host>`
             (created with this size if missing), across every worker.

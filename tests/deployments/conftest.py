@@ -21,9 +21,11 @@ from tests.support.registry_server import RegistryServer, registry_binary, runni
 
 WORKERS = ("worker-a", "worker-b")
 #: Flow runs per worker at once (`--limit`). A fan-out parent waiting for its shards holds
-#: one slot, so 2 x 3 slots run it and all four shards together; neither worker can take
-#: all four shards, so both always get some.
-WORKER_LIMIT = 3
+#: one slot of one worker, leaving it 1 and the other 2: no worker can hold more than two
+#: of the four shards, and while the others wait the worker with a free slot is the only
+#: one polling for them (a shard lasts several seconds, workers poll every second). With
+#: 3 slots each, a worker finished a shard within the submission window and took all four.
+WORKER_LIMIT = 2
 DEPLOYMENTS = ("image-syncer/nightly", "image-syncer/fan-out", "image-syncer/shard")
 
 

@@ -66,7 +66,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _descendants(root: int) -> list[int]:
+def descendants(root: int) -> list[int]:
     """`root` and every process below it (best effort: processes come and go)."""
     seen, todo = [root], [root]
     while todo:
@@ -134,7 +134,7 @@ class TreeSampler(threading.Thread):
             return
         now = time.monotonic()
         if now - self._scanned_at >= self.rescan:
-            self._known = _descendants(self.pid)
+            self._known = descendants(self.pid)
             self._scanned_at = now
         self.peak_kib = max(self.peak_kib, sum(_rss_kib(p) for p in self._known))
         self.main_hwm_kib = max(self.main_hwm_kib, _hwm_kib(self.pid))

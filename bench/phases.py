@@ -3,13 +3,15 @@
     python bench/phases.py WORKDIR/logs     # runs kept with `bench/run.py --workdir`
 
 Phases (seconds):
-- `to_server_start`: process start -> "Starting temporary server" (Python
-  start-up and imports of flows/Prefect);
-- `server_start_to_flow`: -> the top flow's "Beginning flow run" (the temporary
-  API server starts; the flow run is created);
+- `to_flow`: process start -> the top flow's "Beginning flow run" (imports,
+  the temporary API server if any, run creation);
+- `to_server_start` (temporary API only): process start -> "Starting
+  temporary server" (Python start-up and imports of flows/Prefect);
+- `server_start_to_flow` (temporary API only): -> the top flow's "Beginning
+  flow run" (the temporary API server starts; the flow run is created);
 - `flow`: -> the top flow's "Finished in state" (the flow body, incl. subflows);
-- `after_flow`: -> the last log line, "Stopping temporary server" (waiting
-  until every run is recorded, `flows/records.py`);
+- `after_flow`: -> the last log line (temporary API: "Stopping temporary
+  server", after waiting until every run is recorded, `flows/records.py`);
 - `exit`: -> process end (server stop, interpreter exit).
 
 Log lines carry local wall-clock times with millisecond resolution
@@ -67,6 +69,7 @@ def syncer_phases(err_path: Path, started_at: float, ended_at: float) -> dict[st
         return {}
     marks = _events(err_path.read_text(errors="replace"), started_at)
     order = [
+        ("to_flow", "start", "flow_begin"),
         ("to_server_start", "start", "server_start"),
         ("server_start_to_flow", "server_start", "flow_begin"),
         ("flow", "flow_begin", "flow_end"),

@@ -76,6 +76,7 @@ MAIN_HEADER = (
     "RSS ratio (tree)",
     "dst req skopeo / syncer",
     "src req skopeo / syncer",
+    "API CPU s (syncer)",
 )
 
 
@@ -99,6 +100,7 @@ def _main_row(records: Sequence[Record], case: str) -> list[str]:
         f"{_fmt(_median_requests(sy, 'dst_requests'), 0)}",
         f"{_fmt(_median_requests(sk, 'src_requests'), 0)} / "
         f"{_fmt(_median_requests(sy, 'src_requests'), 0)}",
+        _fmt(median_of(sy, "api_cpu_s"), 1),
     ]
 
 
@@ -194,7 +196,7 @@ def scale_table(records: Sequence[Record]) -> list[str]:
     return _table(header, rows)
 
 
-PHASES = ("to_server_start", "server_start_to_flow", "flow", "after_flow", "exit")
+PHASES = ("to_flow", "flow", "after_flow", "exit")
 
 
 def phases_table(records: Sequence[Record]) -> list[str]:
@@ -213,8 +215,7 @@ def phases_table(records: Sequence[Record]) -> list[str]:
     header = (
         "case",
         "wall s",
-        "start -> server start",
-        "server start -> flow",
+        "start -> flow",
         "flow",
         "after flow",
         "exit",

@@ -31,6 +31,7 @@ if __package__ in (None, ""):  # run as a script: make `bench`, `tests`, `syncer
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import datasets, measure, phases, report, tools
+from bench.api import KINDS, PrefectApi
 from bench.datasets import DatasetSizes, LargeImage, SeededImage
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -44,6 +45,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny datasets, 1 run (smoke test)")
     p.add_argument("--runs", type=int, default=None, help="runs per tool and case (3; quick: 1)")
     p.add_argument("--proc", type=int, default=5, help="image-syncer --proc (its default: 5)")
+    p.add_argument(
+        "--api",
+        choices=KINDS,
+        default="postgres",
+        help="Prefect API for image-syncer: a long-running server on PostgreSQL (default) or "
+        "SQLite, or the temporary server each run starts",
+    )
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per measured command")
     p.add_argument("--no-scale-skopeo", action="store_true", help="skip skopeo's scale no-op")
     p.add_argument("--profile", action="store_true", help="also py-spy one S cold + S no-op")
@@ -75,6 +83,7 @@ class Bench:
         self.workdir = workdir
         self.src = RegistryServer("plain", workdir / "src")
         self.dst = RegistryServer("plain", workdir / "dst")
+        self.api = PrefectApi(args.api, workdir)
         self.records: list[Record] = []
         self.private_cache = False
         self._cache_generation = 0
@@ -94,6 +103,7 @@ class Bench:
         self.prefect_home.mkdir(exist_ok=True)
         self.logs = self.workdir / "logs"
         self.logs.mkdir(exist_ok=True)
+        self.api.start()
         self.seed()
 
     def seed(self) -> None:
@@ -136,7 +146,8 @@ class Bench:
         if tool == SYNCER:
             root = self.args.syncer_root.resolve()
             argv = tools.image_syncer_argv(self.auth, images, report_path, self.args.proc, root)
-            return argv, tools.image_syncer_env(self.prefect_home), report_path
+            env = tools.image_syncer_env(self.prefect_home, self.api.url)
+            return argv, env, report_path
         cache = self.skopeo_cache
         argv = tools.skopeo_argv(
             skopeo_yaml, self.dst.host, cache, private_mount=self.private_cache
@@ -168,7 +179,10 @@ class Bench:
         tag = f"{case.replace(' ', '_')}-{tool}-{run}-{time.monotonic_ns()}"
         argv, env, report_path = self._argv(tool, name, tag)
         src_before, dst_before = len(self.src.requests()), len(self.dst.requests())
+        if tool == SYNCER:
+            self.api.settle()
         load = os.getloadavg()[0]
+        api_cpu = self.api.cpu_seconds()
         result = measure.run_measured(
             [*(wrap or []), *argv],
             env=env,
@@ -181,6 +195,9 @@ class Bench:
         record["src_requests"] = _counts(self.src.requests()[src_before:])
         record["dst_requests"] = _counts(self.dst.requests()[dst_before:])
         if tool == SYNCER:
+            self.api.settle()  # the server's share of this run includes its backlog
+            if api_cpu is not None:
+                record["api_cpu_s"] = round((self.api.cpu_seconds() or 0.0) - api_cpu, 2)
             record.update(_syncer_report(report_path, result.stdout))
             err = (self.logs / tag).with_suffix(".err")
             record["phases"] = phases.syncer_phases(err, result.started_at, result.ended_at)
@@ -357,9 +374,10 @@ class Bench:
             self.measure_tool(SKOPEO, "S cold", "S", 0, keep=False)
 
     def stop(self) -> None:
-        """Stop both registries (by PID)."""
+        """Stop both registries (by PID) and the Prefect API."""
         for server in (self.src, self.dst):
             server.stop()
+        self.api.stop()
 
 
 def _counts(requests: list[Any]) -> dict[str, int]:
@@ -430,6 +448,7 @@ def write_results(bench: Bench, args: argparse.Namespace, started: float) -> Pat
         "sizes": vars(bench.sizes),
         "runs": args.runs,
         "proc": args.proc,
+        "api": args.api,
         "syncer_root": str(args.syncer_root.resolve()),
         "skopeo_private_cache": bench.private_cache,
         "seconds": time.monotonic() - started,
@@ -447,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when every measured run succeeded and was verified."""
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    tools.ensure_system_tools()
+    tools.ensure_system_tools(postgres=args.api == "postgres")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="image-syncer-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

@@ -16,6 +16,7 @@ never touched. image-syncer keeps no such state between runs.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import subprocess
@@ -43,13 +44,20 @@ CACHE_DIR_ROOT = Path("/var/lib/containers/cache")
 _APT_PACKAGES = {"skopeo": "skopeo", "docker-registry": "docker-registry", "curl": "curl"}
 
 
-def ensure_system_tools() -> None:
-    """apt-get install skopeo / docker-registry / curl if missing (needs root or sudo).
+def _missing_packages(postgres: bool) -> list[str]:
+    missing = [pkg for binary, pkg in _APT_PACKAGES.items() if shutil.which(binary) is None]
+    if postgres and not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        missing.append("postgresql")
+    return missing
+
+
+def ensure_system_tools(*, postgres: bool = False) -> None:
+    """apt-get install skopeo / docker-registry / curl (/ postgresql) if missing (root or sudo).
 
     Raises:
         RuntimeError: something is still missing afterwards.
     """
-    missing = [pkg for binary, pkg in _APT_PACKAGES.items() if shutil.which(binary) is None]
+    missing = _missing_packages(postgres)
     if not missing:
         return
     sudo = [] if os.geteuid() == 0 else ["sudo"]
@@ -57,7 +65,7 @@ def ensure_system_tools() -> None:
     print(f"installing {' '.join(missing)} with apt-get ...", flush=True)
     subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", *missing], check=True, env=env)
-    still = [b for b in _APT_PACKAGES if shutil.which(b) is None]
+    still = _missing_packages(postgres)
     if still:
         raise RuntimeError(f"still missing after apt-get: {', '.join(still)}")
 
@@ -100,14 +108,17 @@ def image_syncer_argv(
     ]
 
 
-def image_syncer_env(prefect_home: Path) -> dict[str, str]:
-    """The caller's environment with a private PREFECT_HOME and no Prefect API URL.
+def image_syncer_env(prefect_home: Path, api_url: str | None = None) -> dict[str, str]:
+    """The caller's environment with a private PREFECT_HOME and the given Prefect API.
 
-    Without `PREFECT_API_URL` every run starts Prefect's temporary API server,
-    which is what a plain `python flows/sync.py` does on a fresh machine.
+    Without `api_url` (no `PREFECT_API_URL`) every run starts Prefect's
+    temporary API server, which is what a plain `python flows/sync.py` does on
+    a fresh machine.
     """
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(prefect_home)
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -45,6 +45,11 @@ def test_bench_quick_runs_and_prints_the_ratio_table(tmp_path: Path) -> None:
     assert s_cold, log
     cells = [cell.strip() for cell in s_cold[0].strip("|").split("|")]
     assert cells[3].endswith("x"), s_cold[0]  # the image-syncer / skopeo ratio
-    records = json.loads(output.read_text())["records"]
+    doc = json.loads(output.read_text())
+    records = doc["records"]
     assert {r["tool"] for r in records} >= {"skopeo", "image-syncer", "curl pipe"}
     assert all(r["ok"] for r in records)
+    # image-syncer reported to the long-running PostgreSQL-backed API, whose CPU was measured.
+    assert doc["api"] == "postgres"
+    syncer = [r for r in records if r["tool"] == "image-syncer"]
+    assert syncer and all(r["api_cpu_s"] > 0 for r in syncer), syncer

@@ -66,7 +66,8 @@ def _run_rules(
         ThreadPoolExecutor(max(1, min(concurrency, len(indices) or 1))) as pool,
         # No heartbeat thread for rule subflows: each sync flow joins it on exit,
         # and it sleeps in 1 s steps (measured 1.30 s -> 0.26 s per subflow).
-        # The parent run keeps its heartbeat, so a crashed process is detected.
+        # A deployment's parent run keeps its heartbeat, so a crashed process is
+        # detected (CLI runs turn it off for the parent too, flows/cli.py).
         # Built once: entering it per rule re-read Prefect's profile, TOML and
         # .env files every time (16% of the rule threads' time in a no-op run).
         temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),

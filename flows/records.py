@@ -11,19 +11,24 @@ states (and their number stops changing), then lets the process go.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from uuid import UUID
 
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
     FlowRunFilterParentFlowRunId,
 )
-from prefect.client.schemas.objects import TaskRun
 from prefect.events.worker import EventsWorker
 
 __all__ = ["RecordStatus", "wait_until_recorded"]
+
+T = TypeVar("T")
+#: Records per read (the server's default and maximum page is 200).
+_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -37,31 +42,37 @@ class RecordStatus:
 
 def _status(flow_run_id: UUID) -> RecordStatus:
     with get_client(sync_client=True) as client:
-        children = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+        children = _all_pages(
+            lambda offset: client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+                ),
+                limit=_PAGE,
+                offset=offset,
             )
         )
         ids = [flow_run_id, *(run.id for run in children)]
         runs = [client.read_flow_run(flow_run_id), *children]
-        tasks = _all_task_runs(client, ids)
+        tasks = _all_pages(
+            lambda offset: client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
+                limit=_PAGE,
+                offset=offset,
+            )
+        )
     pending = sum(1 for run in runs if not (run.state and run.state.is_final()))
     pending += sum(1 for task in tasks if not (task.state and task.state.is_final()))
     return RecordStatus(len(runs), len(tasks), pending)
 
 
-def _all_task_runs(client: SyncPrefectClient, ids: list[UUID]) -> list[TaskRun]:
-    """Read every task run of these flow runs, page by page."""
-    found: list[TaskRun] = []
-    offset = 0
+def _all_pages(read: Callable[[int], list[T]]) -> list[T]:
+    """Every record of a filtered read, page by page (the API caps a page at 200)."""
+    found: list[T] = []
     while True:
-        page = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=200, offset=offset
-        )
+        page = read(len(found))
         found.extend(page)
-        if len(page) < 200:
+        if len(page) < _PAGE:
             return found
-        offset += 200
 
 
 def wait_until_recorded(flow_run_id: UUID, timeout: float = 120.0) -> RecordStatus:

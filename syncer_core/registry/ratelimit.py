@@ -55,14 +55,22 @@ class RateLimitGate:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     _not_before: float = 0.0
+    _spacing: float = 0.0
+    _last_start: float = float("-inf")
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait(self) -> None:
-        """Block until a manifest request may be sent."""
+        """Block until a manifest request may be sent.
+
+        Each caller reserves its own start time, so threads waiting on the
+        same client leave one spacing apart instead of all at once.
+        """
         with self._lock:
-            delay = self._not_before - self.clock()
-        if delay > 0:
-            self.sleep(delay)
+            now = self.clock()
+            start = max(now, self._not_before, self._last_start + self._spacing)
+            self._last_start = start
+        if start > now:
+            self.sleep(start - now)
 
     def observe(self, response: httpx.Response) -> None:
         """Update the gate from a response's `ratelimit-remaining` header."""
@@ -71,11 +79,13 @@ class RateLimitGate:
             return
         remaining, window = parsed
         window = window if window is not None else self.max_pause
+        spacing = 0.0
         if remaining <= 0:
             delay = min(window, self.max_pause)
         elif remaining <= self.low_water:
-            delay = min(window / (remaining + 1), self.max_spacing)
+            delay = spacing = min(window / (remaining + 1), self.max_spacing)
         else:
-            return
+            delay = 0.0
         with self._lock:
+            self._spacing = spacing
             self._not_before = max(self._not_before, self.clock() + delay)

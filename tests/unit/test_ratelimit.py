@@ -81,3 +81,26 @@ def test_low_water_spaces_requests_out():
     g.observe(response("1;w=21600"))
     g.wait()
     assert clock.slept[-1] == pytest.approx(10.0)
+
+
+def test_low_water_spaces_simultaneous_callers_one_after_another():
+    # Threads waiting on one client at the same instant: each reserves its own
+    # slot, so they leave one spacing apart, not all together.
+    clock = Clock()
+    g = RateLimitGate(clock=lambda: clock.now, sleep=clock.slept.append, max_spacing=10)
+    g.observe(response("3;w=20"))  # 20 / 4 = 5 s apart
+    for _ in range(3):
+        g.wait()
+    assert clock.slept == [pytest.approx(5.0), pytest.approx(10.0), pytest.approx(15.0)]
+
+
+def test_spacing_stops_once_plenty_is_left_again():
+    clock = Clock()
+    g = RateLimitGate(clock=lambda: clock.now, sleep=clock.slept.append, max_spacing=10)
+    g.observe(response("3;w=20"))
+    g.wait()
+    g.observe(response("50;w=21600"))
+    clock.now += 5  # the reserved slot has passed
+    g.wait()
+    g.wait()
+    assert clock.slept == [pytest.approx(5.0)]

@@ -101,12 +101,14 @@ class _TokenCache:
         finished with the mount's token (destination push + source pull).
         """
         key = _scope_key(scopes)
-        wanted = set(key)
         now = time.monotonic()
         with self._lock:
-            covering = [t for k, t in reversed(self._tokens.items()) if wanted <= set(k)]
-            for token in [self._tokens.get(key), *covering]:
-                if token is not None and token.expires_at - _RENEW_EARLY > now:
+            exact = self._tokens.get(key)
+            if exact is not None and exact.expires_at - _RENEW_EARLY > now:
+                return exact.value  # the usual case: no scan
+            wanted = set(key)
+            for k, token in reversed(self._tokens.items()):
+                if wanted <= set(k) and token.expires_at - _RENEW_EARLY > now:
                     return token.value
         return None
 
@@ -134,10 +136,8 @@ class RegistryAuth(httpx.Auth):
         self._access = access
         self._registry = registry
         self._tokens = _TokenCache()
-        self._lock = threading.Lock()
         self._origin: tuple[str, str, int | None] | None = None
         self._scheme: str | None = None  # "basic" or "bearer" once a challenge was seen
-        self._bearer: Challenge | None = None
 
     def bind_origin(self, base_url: httpx.URL) -> None:
         """Fix the registry origin; credentials are never attached elsewhere."""

@@ -37,13 +37,10 @@ class RuleCheck:
 
 def _listing(session: SyncSession, repository: str) -> list[str]:
     """Tags of a source repository, listed once per run whatever the rules sharing it."""
-    cached = session.cached_tags(repository)
-    if cached is not None:
-        return cached
     reference = Reference.parse(repository)
-    tags = session.client(reference).list_tags(reference.repository)
-    session.remember_tags(repository, tags)
-    return tags
+    return session.listing(
+        repository, lambda: session.client(reference).list_tags(reference.repository)
+    )
 
 
 def _inspect_all(

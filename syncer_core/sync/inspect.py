@@ -75,6 +75,10 @@ class _Inspector:
         self.dst = session.client(job.target)
         self.force = session.options.force
         self.platforms = session.options.platforms
+        # Index completeness per digest, and children seen present, so that
+        # an incomplete index is read and its children HEADed only once.
+        self._complete: dict[str, bool] = {}
+        self._present_children: set[str] = set()
 
     def run(self) -> Unchanged | ImagePlan:
         job = self.job
@@ -93,7 +97,6 @@ class _Inspector:
             )
         if (
             src_head.digest
-            and dst_head
             and dst_head.digest == src_head.digest
             and self._complete_at_destination(src_head.digest, dst_head.media_type)
         ):
@@ -111,12 +114,21 @@ class _Inspector:
         """
         if media_type and media_type not in INDEX_TYPES:
             return True
+        if digest not in self._complete:
+            self._complete[digest] = self._children_present(digest)
+        return self._complete[digest]
+
+    def _children_present(self, digest: str) -> bool:
         index = self.dst.get_manifest(self.job.target.repository, digest)
         parsed = index.parsed
         if not isinstance(parsed, ImageIndex):
             return True
         repo = self.job.target.repository
-        return all(self.dst.head_manifest(repo, d.digest) is not None for d in parsed.manifests)
+        for child in parsed.manifests:
+            if self.dst.head_manifest(repo, child.digest) is None:
+                return False
+            self._present_children.add(child.digest)
+        return True
 
     def _plan(self, source: RawManifest, dst_digest: str | None) -> Unchanged | ImagePlan:
         job = self.job
@@ -176,7 +188,10 @@ class _Inspector:
             return
         seen.add(digest)
         target = self.job.target.with_digest(digest)
-        if not self.force and self.dst.head_manifest(target.repository, digest) is not None:
+        if not self.force and (
+            digest in self._present_children
+            or self.dst.head_manifest(target.repository, digest) is not None
+        ):
             return  # child already complete at the destination (it was pushed after its blobs)
         child = self.src.get_manifest(self.job.source.repository, digest)
         self._collect(child, plan, seen, depth + 1)

@@ -138,7 +138,9 @@ class BlobLedger:
     def exclusive(self, registry: str, digest: str) -> Iterator[None]:
         """Serialise work on one digest per registry, so the second copy can mount."""
         with self._lock:
-            lock = self._locks.setdefault((registry, digest), threading.Lock())
+            lock = self._locks.get((registry, digest))
+            if lock is None:
+                lock = self._locks[(registry, digest)] = threading.Lock()
         with lock:
             yield
 
@@ -160,6 +162,7 @@ class SyncSession:
         #: Rules of the run, addressed by index from the rule flows.
         self.rules: tuple[SyncRule, ...] = ()
         self._listings: dict[str, list[str]] = {}
+        self._listing_locks: dict[str, threading.Lock] = {}
         self._listings_lock = threading.Lock()
         self.ledger = BlobLedger()
         self.transfers = threading.BoundedSemaphore(max(1, self.options.proc))
@@ -177,15 +180,21 @@ class SyncSession:
         """Shortcut for `self.clients.for_reference(reference)`."""
         return self.clients.for_reference(reference)
 
-    def cached_tags(self, repository: str) -> list[str] | None:
-        """A tag listing already fetched in this run (rules may share a source)."""
-        with self._listings_lock:
-            return self._listings.get(repository)
+    def listing(self, repository: str, fetch: Callable[[], list[str]]) -> list[str]:
+        """The tags of a source repository, fetched once per run.
 
-    def remember_tags(self, repository: str, tags: list[str]) -> None:
-        """Keep a tag listing for other rules of this run."""
+        Rules sharing a source (one repository mirrored to several
+        destinations) may run at once: the first fetches under the
+        repository's lock, the others wait for its answer. A failed fetch
+        is not remembered, so the next rule (or a retry) tries again.
+        """
         with self._listings_lock:
-            self._listings[repository] = tags
+            lock = self._listing_locks.setdefault(repository, threading.Lock())
+        with lock:
+            tags = self._listings.get(repository)
+            if tags is None:
+                tags = self._listings[repository] = fetch()
+            return tags
 
     def close(self) -> None:
         """Stop the check and blob pools and release connections."""

@@ -52,34 +52,42 @@ def copy_blob(
 ) -> BlobOutcome:
     """Make `transfer.digest` present in the destination repository.
 
-    Takes the digest's ledger lock first (a second image needing the same
-    blob waits here, then skips or mounts it, without holding a transfer
-    slot), then one of the run's `proc` transfer slots, and inside it
-    whatever `slot()` guards (the orchestrator's cross-machine per-registry
-    limit), so no cluster-wide slot is held while queued here.
+    Takes the digest's ledger lock first: a second image needing the same
+    blob waits there, then skips it from the ledger without taking anything
+    else. Only a real mount or upload takes one of the run's `proc` transfer
+    slots and, inside it, whatever `slot()` guards (the orchestrator's
+    cross-machine per-registry limit), so no cluster-wide slot is held while
+    queued here.
     """
     target = transfer.target
     ledger = session.ledger
-    with ledger.exclusive(target.registry, transfer.digest), session.transfers, slot():
+    with ledger.exclusive(target.registry, transfer.digest):
         if ledger.has(target.registry, target.repository, transfer.digest):
             return BlobOutcome(digest=transfer.digest, action="skipped")
-        dst = session.client(target)
-        mount = _try_mount(dst, transfer, _mount_candidates(session, transfer))
-        if mount.mounted:
-            ledger.record(target.registry, target.repository, transfer.digest)
-            return BlobOutcome(digest=transfer.digest, action="mounted")
-        src = session.client(transfer.source)
-        with src.open_blob(transfer.source.repository, transfer.digest) as stream:
-            size = transfer.size or stream.size
-            dst.push_blob(
-                target.repository,
-                transfer.digest,
-                stream.iter_chunks(),
-                size=size,
-                upload_url=mount.upload_url,
-            )
+        with session.transfers, slot():
+            outcome = _mount_or_stream(session, transfer)
         ledger.record(target.registry, target.repository, transfer.digest)
-        return BlobOutcome(digest=transfer.digest, action="copied", bytes=size or 0)
+        return outcome
+
+
+def _mount_or_stream(session: SyncSession, transfer: BlobTransfer) -> BlobOutcome:
+    """Mount from a repository known to hold the blob, else stream it GET → PUT."""
+    target = transfer.target
+    dst = session.client(target)
+    mount = _try_mount(dst, transfer, _mount_candidates(session, transfer))
+    if mount.mounted:
+        return BlobOutcome(digest=transfer.digest, action="mounted")
+    src = session.client(transfer.source)
+    with src.open_blob(transfer.source.repository, transfer.digest) as stream:
+        size = transfer.size or stream.size
+        dst.push_blob(
+            target.repository,
+            transfer.digest,
+            stream.iter_chunks(),
+            size=size,
+            upload_url=mount.upload_url,
+        )
+    return BlobOutcome(digest=transfer.digest, action="copied", bytes=size or 0)
 
 
 def push_manifest(session: SyncSession, push: ManifestPush) -> str:

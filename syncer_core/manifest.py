@@ -226,6 +226,10 @@ class RawManifest:
 
     @classmethod
     def from_document(cls, doc: dict[str, Any], media_type: str | None = None) -> RawManifest:
-        """Serialise a new document (tests, and index rewrites after filtering)."""
-        data = json.dumps(doc, separators=(",", ":"), sort_keys=False).encode()
+        """Serialise a new document (tests, and index rewrites after filtering).
+
+        Compact, keys in the document's order, non-ASCII text kept as UTF-8
+        (annotations are copied as they were, not escaped).
+        """
+        data = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
         return cls(media_type or detect_media_type(doc), data)

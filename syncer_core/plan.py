@@ -1,10 +1,12 @@
 """Planning: rules + tag listings → concrete `SyncJob`s, one result per rule.
 
-Pure: no I/O of its own. Tag listings are fetched by the caller
-(`repositories_to_list` says which), and credentials are resolved through the
-injected `lookup`, so a failing credential helper, a missing listing or a
-count mismatch fails that rule alone while the other rules go on (the
-original instead aborted or silently dropped rules, behaviour spec §3.4, §7.1).
+Pure: no I/O of its own. Tag listings are fetched by the caller (the
+engine's `sync.check.check_rule` lists one rule's source at a time;
+`repositories_to_list` + `plan_jobs` serve a caller planning a batch), and
+credentials are resolved through the injected `lookup`, so a failing
+credential helper, a missing listing or a count mismatch fails that rule
+alone while the other rules go on (the original instead aborted or silently
+dropped rules, behaviour spec §3.4, §7.1).
 
 Order: explicit items keep their written order (they pair with destination
 items); listed and regex-matched tags are sorted. Jobs are de-duplicated per
@@ -18,7 +20,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict
 
 from syncer_core.config.rules import SyncRule
-from syncer_core.digest import is_digest
 from syncer_core.errors import ConfigError
 from syncer_core.reference import Reference, is_valid_tag
 from syncer_core.registry.access import RegistryAccess
@@ -136,9 +137,7 @@ def _pair(rule: SyncRule, items: list[str]) -> list[tuple[str, str]]:
             f"the source matched {len(items)} tag(s){found} but the destination "
             f"{target.text!r} names {len(target.items)}"
         )
-    for src, dst in zip(items, target.items, strict=True):
-        if is_digest(src) and is_digest(dst) and src != dst:
-            raise _PlanProblem(f"destination digest {dst} differs from source digest {src}")
+    # Digest pairs of items-mode rules were checked when the rule was loaded.
     return list(zip(items, target.items, strict=True))
 
 

@@ -113,5 +113,4 @@ def filter_index(index: RawManifest, platforms: PlatformFilter) -> RawManifest |
         return None
     doc = json.loads(index.data)
     doc["manifests"] = [entry for entry, kept in zip(doc["manifests"], keep, strict=True) if kept]
-    data = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-    return RawManifest(index.media_type, data)
+    return RawManifest.from_document(doc, index.media_type)

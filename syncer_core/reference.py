@@ -39,6 +39,7 @@ __all__ = [
     "DOCKER_HUB_API",
     "Reference",
     "is_valid_tag",
+    "looks_like_registry",
     "normalise_registry",
     "split_repository",
 ]
@@ -66,7 +67,8 @@ def normalise_registry(registry: str) -> str:
     return DOCKER_HUB if registry.lower() in _HUB_ALIASES else registry
 
 
-def _looks_like_registry(component: str) -> bool:
+def looks_like_registry(component: str) -> bool:
+    """Whether a name's first component is a registry host (Docker's rule), not a path."""
     return "." in component or ":" in component or component == "localhost"
 
 
@@ -86,7 +88,7 @@ def split_repository(name: str) -> tuple[str, str]:
     if not name:
         raise InvalidReferenceError(name, "empty name")
     first, sep, rest = name.partition("/")
-    if sep and _looks_like_registry(first):
+    if sep and looks_like_registry(first):
         registry, path = first, rest
         if not _DOMAIN_RE.match(registry):
             raise InvalidReferenceError(name, f"invalid registry {registry!r}")

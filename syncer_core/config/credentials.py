@@ -43,7 +43,13 @@ from syncer_core.config.dockerconfig import DockerConfig
 from syncer_core.config.files import describe_validation_error, expand_env, load_document
 from syncer_core.config.secretrefs import resolve_secret, secret_block_name
 from syncer_core.errors import ConfigError, InvalidReferenceError
-from syncer_core.reference import DOCKER_HUB, Reference, normalise_registry, split_repository
+from syncer_core.reference import (
+    DOCKER_HUB,
+    Reference,
+    looks_like_registry,
+    normalise_registry,
+    split_repository,
+)
 from syncer_core.registry.access import RegistryAccess
 
 __all__ = [
@@ -166,7 +172,7 @@ def normalise_auth_key(key: str) -> str:
     """
     text = key.strip().rstrip("/")
     first, _, rest = text.partition("/")
-    if "." in first or ":" in first or first == "localhost":
+    if looks_like_registry(first):
         split_repository(f"{first}/{rest or 'x'}")  # validates host and path
         registry, path = normalise_registry(first.lower()), rest
     else:

@@ -27,7 +27,6 @@ from syncer_core.errors import ConfigError
 
 __all__ = [
     "SecretResolver",
-    "is_secret_reference",
     "resolve_secret",
     "secret_block_name",
     "set_secret_resolver",
@@ -57,16 +56,6 @@ def secret_block_name(value: str) -> str | None:
             "with a lowercase block name"
         )
     return match.group(1)
-
-
-def is_secret_reference(value: SecretStr | None) -> bool:
-    """Whether a secret field holds a block reference rather than the secret."""
-    if value is None:
-        return False
-    try:
-        return secret_block_name(value.get_secret_value()) is not None
-    except ValueError:
-        return False
 
 
 def set_secret_resolver(resolver: SecretResolver | None) -> None:

@@ -93,17 +93,11 @@ def _describe(errors: list[dict[str, Any]], body: bytes) -> str:
     return text[:200]
 
 
-def _redact(value: Any, secrets: Sequence[str]) -> Any:
-    """Replace every secret inside strings of a JSON-like value with `***`."""
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, "***")
-        return value
-    if isinstance(value, dict):
-        return {k: _redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v, secrets) for v in value]
-    return value
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    """Replace every secret inside an error body with `***`."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 def error_from_response(

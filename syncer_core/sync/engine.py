@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 from syncer_core.errors import SyncerError
 from syncer_core.plan import SyncJob
@@ -38,14 +39,18 @@ def describe_error(error: BaseException) -> str:
     return f"{kind}: {text}" if text else kind
 
 
+def _result(job: SyncJob, status: ImageStatus, **fields: Any) -> ImageResult:
+    """An image's result: which job (rule, source, target), what happened, and details."""
+    return ImageResult(
+        rule=job.rule, source=str(job.source), target=str(job.target), status=status, **fields
+    )
+
+
 def unchanged_result(unchanged: Unchanged, seconds: float = 0.0) -> ImageResult:
     """Result of a job with nothing to do."""
-    job = unchanged.job
-    return ImageResult(
-        rule=job.rule,
-        source=str(job.source),
-        target=str(job.target),
-        status=ImageStatus.SKIPPED,
+    return _result(
+        unchanged.job,
+        ImageStatus.SKIPPED,
         reason=unchanged.reason,
         digest=unchanged.digest,
         seconds=seconds,
@@ -55,30 +60,28 @@ def unchanged_result(unchanged: Unchanged, seconds: float = 0.0) -> ImageResult:
 def failed_result(job: SyncJob, error: BaseException | str, seconds: float = 0.0) -> ImageResult:
     """Result of a job that failed, with its reason."""
     reason = error if isinstance(error, str) else describe_error(error)
-    return ImageResult(
-        rule=job.rule,
-        source=str(job.source),
-        target=str(job.target),
-        status=ImageStatus.FAILED,
-        reason=reason,
-        seconds=seconds,
-    )
+    return _result(job, ImageStatus.FAILED, reason=reason, seconds=seconds)
+
+
+def _unique_blobs(plan: ImagePlan) -> list[BlobTransfer]:
+    """The plan's blobs, once each per destination repository (children may share layers)."""
+    unique: dict[tuple[str, str], BlobTransfer] = {}
+    for blob in plan.blobs:
+        unique.setdefault((blob.target.name, blob.digest), blob)
+    return list(unique.values())
 
 
 def planned_result(plan: ImagePlan) -> ImageResult:
-    """`--dry-run` result: what would be copied."""
-    job = plan.job
-    size = sum(b.size for b in plan.blobs)
-    reason = f"would copy {len(plan.blobs)} blobs and push {len(plan.children) + 1} manifests"
-    return ImageResult(
-        rule=job.rule,
-        source=str(job.source),
-        target=str(job.target),
-        status=ImageStatus.PLANNED,
+    """`--dry-run` result: what would be copied (each blob once, as `execute_plan` would)."""
+    blobs = _unique_blobs(plan)
+    reason = f"would copy {len(blobs)} blobs and push {len(plan.children) + 1} manifests"
+    return _result(
+        plan.job,
+        ImageStatus.PLANNED,
         reason="; ".join([reason, *plan.notes]),
         digest=plan.top.manifest.digest,
         blobs_skipped=plan.blobs_present,
-        bytes=size,
+        bytes=sum(b.size for b in blobs),
     )
 
 
@@ -87,12 +90,9 @@ def synced_result(
 ) -> ImageResult:
     """Result of a job whose blobs and manifests are all in place."""
     outcomes = list(outcomes)
-    job = plan.job
-    return ImageResult(
-        rule=job.rule,
-        source=str(job.source),
-        target=str(job.target),
-        status=ImageStatus.SYNCED,
+    return _result(
+        plan.job,
+        ImageStatus.SYNCED,
         reason="; ".join(plan.notes),
         digest=plan.top.manifest.digest,
         blobs_copied=sum(1 for o in outcomes if o.action == "copied"),
@@ -102,14 +102,6 @@ def synced_result(
         bytes=sum(o.bytes for o in outcomes),
         seconds=seconds,
     )
-
-
-def _unique_blobs(plan: ImagePlan) -> list[BlobTransfer]:
-    """The plan's blobs, once each per destination repository (children may share layers)."""
-    unique: dict[tuple[str, str], BlobTransfer] = {}
-    for blob in plan.blobs:
-        unique.setdefault((blob.target.name, blob.digest), blob)
-    return list(unique.values())
 
 
 def execute_plan(

@@ -113,10 +113,10 @@ def _run_shard(
 
 
 def dispatch_shards(
-    deployment: str, parameters: dict[str, Any], shards: list[list[int]], concurrency: int
+    deployment: str, parameters: dict[str, Any], shards: list[list[int]]
 ) -> list[RuleOutcome]:
-    """Run each shard as a flow run of `deployment` and gather every shard's results."""
-    with ThreadPoolExecutor(max(1, min(concurrency, len(shards)))) as pool:
+    """Run each shard as a flow run of `deployment`, all at once; gather their results."""
+    with ThreadPoolExecutor(max(1, len(shards))) as pool:
         futures = [
             pool.submit(
                 contextvars.copy_context().run,

@@ -9,6 +9,7 @@ reason.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 
@@ -39,8 +40,13 @@ class RuleOutcome(BaseModel):
     error: str | None = None
 
 
+@functools.cache
 def _retrying(task_obj, retries: int):  # type: ignore[no-untyped-def]
-    """Prefect retries with exponential backoff and jitter (transient errors only)."""
+    """Prefect retries with exponential backoff and jitter (transient errors only).
+
+    Cached: the same task copy serves every rule of a run (and every run
+    with the same `retries`).
+    """
     delays = [min(60.0, 2.0 * 2**i) for i in range(max(0, retries))]
     return task_obj.with_options(
         retries=retries, retry_delay_seconds=delays or 0, retry_jitter_factor=0.5
@@ -48,8 +54,8 @@ def _retrying(task_obj, retries: int):  # type: ignore[no-untyped-def]
 
 
 def _check(session_id: str, rule_index: int, rule: str, retries: int) -> RuleCheck:
-    checker = _retrying(check_rule_task, retries)
-    check: RuleCheck = checker.submit(session_id, rule_index, rule, retries).result()
+    # Called, not submitted: the rule's thread has nothing else to do meanwhile.
+    check: RuleCheck = _retrying(check_rule_task, retries)(session_id, rule_index, rule, retries)
     return check
 
 

@@ -23,8 +23,9 @@ if __package__ in (None, ""):  # run as a script: make `flows` and `syncer_core`
 
     environment.apply_defaults()
 
-from prefect import flow, get_run_logger
+from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run as runtime_flow_run
 from prefect.settings import (
     PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
     get_current_settings,
@@ -47,10 +48,13 @@ ARTIFACT_KEY = "image-sync-report"
 
 
 def _run_rule(
-    session_id: str, index: int, name: str, retries: int, workers: int, limited: bool
+    rule_flow: Flow[..., RuleOutcome],
+    session_id: str,
+    index: int,
+    name: str,
+    retries: int,
+    limited: bool,
 ) -> RuleOutcome:
-    runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(max_workers=workers)
-    rule_flow = sync_rule.with_options(task_runner=runner)  # type: ignore[arg-type]  # Prefect's generic
     try:
         return rule_flow(session_id, index, name, retries, limited)
     except Exception as error:  # noqa: BLE001 - one rule's crash must not stop the others
@@ -61,7 +65,12 @@ def _run_rules(
     session: SyncSession, indices: list[int], retries: int, concurrency: int, limited: bool
 ) -> list[RuleOutcome]:
     """Run the given rules as subflows, `concurrency` at a time, in rule order."""
-    workers = max(2, session.options.proc + 2)
+    # One copy of the rule flow for the run: Prefect gives each flow run its
+    # own duplicate of this task runner.
+    runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(
+        max_workers=max(2, session.options.proc + 2)
+    )
+    rule_flow = sync_rule.with_options(task_runner=runner)  # type: ignore[arg-type]  # Prefect's generic
     with (
         ThreadPoolExecutor(max(1, min(concurrency, len(indices) or 1))) as pool,
         # No heartbeat thread for rule subflows: each sync flow joins it on exit,
@@ -77,7 +86,7 @@ def _run_rules(
             # Each thread gets a copy of this flow's context (the settings
             # above included), so the rule flow runs are recorded as subflows.
             context = contextvars.copy_context()
-            args = (session.id, i, session.rules[i].name, retries, workers, limited)
+            args = (rule_flow, session.id, i, session.rules[i].name, retries, limited)
             futures.append(pool.submit(context.run, functools.partial(_run_rule, *args)))
         return [future.result() for future in futures]
 
@@ -173,23 +182,12 @@ def sync_images(
     rules = run_config.rules.rules
     logger.info("%d rules; proc %d; %s", len(rules), proc, platforms)
     if dispatch_to:
-        parameters: dict[str, Any] = {
-            "images": images,
-            "auth": auth,
-            "config": config,
-            "registry": registry,
-            "proc": proc,
-            "retries": retries,
-            "os_filter": os_filter,
-            "arch_filter": arch_filter,
-            "force": force,
-            "dry_run": dry_run,
-            "rule_concurrency": rule_concurrency,
-            "registry_limit": registry_limit,
-        }
+        # The shards get this run's own parameters (whatever they are), with
+        # their rule indices set and dispatching off (`fanout._run_shard`).
+        parameters: dict[str, Any] = dict(runtime_flow_run.parameters)
         groups = shard_rules(rules, shards)
         logger.info("dispatching %d shards to deployment %s", len(groups), dispatch_to)
-        outcomes = dispatch_shards(dispatch_to, parameters, groups, concurrency=len(groups))
+        outcomes = dispatch_shards(dispatch_to, parameters, groups)
     else:
         outcomes = _run_here(run_config, options, shard, retries, rule_concurrency, registry_limit)
         if shard is not None:  # the dispatcher reads a shard's results from this table

@@ -1,4 +1,4 @@
-"""Shared fixtures: a clean environment and real `docker-registry` instances.
+"""Shared fixtures: a clean environment, real `docker-registry` instances, a Prefect API.
 
 The logic lives in `tests/support`; this file only wires it into pytest.
 Registries are stopped by their own PIDs at teardown, also when tests fail.
@@ -12,6 +12,7 @@ from contextlib import ExitStack
 import pytest
 
 from tests.support.certs import CertPaths, generate_certs
+from tests.support.cli_logging import prefect_console_follows_stderr
 from tests.support.registry_server import Flavour, RegistryServer, running_registry
 
 _ENV_VARS = (
@@ -117,3 +118,27 @@ def fresh_registry(
             return stack.enter_context(running_registry(flavour, workdir, certs=registry_certs))
 
         yield make_registry
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """A temporary Prefect API and database, started at most once per session.
+
+    Session-scoped, and requested only by the flow-running tiers (the `sync`
+    fixture of `tests/flows`, the `cli` fixture of `tests/reliability`), so one
+    harness server serves both and a run without them never starts it.
+    `tests/deployments` never requests it: it runs its own real Prefect server
+    and points the test process at it through the environment. Once started,
+    the harness stays up until the session ends.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    # Importing the CLI applies its environment defaults (no telemetry) before
+    # the harness starts its server; importing the flow imports Prefect, which
+    # sets up its logging, so the console handlers exist to be redirected.
+    import flows.cli
+    import flows.sync  # noqa: F401
+
+    prefect_console_follows_stderr()
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,20 +12,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import yaml
 
 from syncer_core import mediatypes as mt
-from syncer_core.errors import NotFoundError
+from syncer_core.digest import compute_digest
 from syncer_core.manifest import ImageIndex, ImageManifest, RawManifest
-from syncer_core.registry import RegistryClient
 from tests.support.images import TestImage, push_image
 from tests.support.registry_server import (
     LoggedRequest,
     RegistryServer,
-    access_for,
     auth_entry,
     classify_path,
 )
+from tests.support.sync_helpers import registry_client, tag_digests, write_document
 
 __all__ = [
     "RequestMark",
@@ -96,24 +92,6 @@ class SyncRun:
         return f"exit {self.code}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr[-4000:]}"
 
 
-def write_document(path: Path, data: Any) -> Path:
-    """Write YAML or JSON by suffix; a string is written as it is."""
-    if isinstance(data, str):
-        path.write_text(data)
-    elif path.suffix == ".json":
-        path.write_text(json.dumps(data, indent=2))
-    else:
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-@contextmanager
-def registry_client(server: RegistryServer) -> Iterator[RegistryClient]:
-    """Our own client for a test registry (with its credentials), closed afterwards."""
-    with RegistryClient(server.host, access=access_for(server)) as client:
-        yield client
-
-
 def seed(
     server: RegistryServer, repository: str, tags: Iterable[str | None], image: TestImage
 ) -> None:
@@ -121,24 +99,6 @@ def seed(
     with registry_client(server) as client:
         for tag in tags:
             push_image(client, repository, tag, image)
-
-
-def _tags(client: RegistryClient, repository: str) -> list[str]:
-    try:
-        return client.list_tags(repository)
-    except NotFoundError:  # distribution: NAME_UNKNOWN for a repository without tags
-        return []
-
-
-def tag_digests(server: RegistryServer, repository: str) -> dict[str, str]:
-    """`tag -> manifest digest` of a repository, read through the registry API ({} if none)."""
-    with registry_client(server) as client:
-        found: dict[str, str] = {}
-        for tag in _tags(client, repository):
-            head = client.head_manifest(repository, tag)
-            assert head is not None and head.digest is not None, f"{repository}:{tag}"
-            found[tag] = head.digest
-        return found
 
 
 def index_platforms(
@@ -209,10 +169,6 @@ def mounts(requests: Iterable[LoggedRequest]) -> list[LoggedRequest]:
     ]
 
 
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def layered_image(layers: Sequence[bytes], seed_value: int) -> TestImage:
     """A Docker schema2 image over exactly these layers (to share layers between images)."""
     rng = random.Random(seed_value)
@@ -221,13 +177,13 @@ def layered_image(layers: Sequence[bytes], seed_value: int) -> TestImage:
             "architecture": "amd64",
             "os": "linux",
             "config": {"Labels": {"seed": str(rng.getrandbits(64))}},
-            "rootfs": {"type": "layers", "diff_ids": [_digest(layer) for layer in layers]},
+            "rootfs": {"type": "layers", "diff_ids": [compute_digest(layer) for layer in layers]},
         },
         sort_keys=True,
     ).encode()
 
     def descriptor(media_type: str, data: bytes) -> dict[str, Any]:
-        return {"mediaType": media_type, "size": len(data), "digest": _digest(data)}
+        return {"mediaType": media_type, "size": len(data), "digest": compute_digest(data)}
 
     doc = {
         "schemaVersion": 2,
@@ -236,7 +192,7 @@ def layered_image(layers: Sequence[bytes], seed_value: int) -> TestImage:
         "layers": [descriptor(mt.DOCKER_LAYER, layer) for layer in layers],
     }
     top = RawManifest(mt.DOCKER_MANIFEST_V2, json.dumps(doc, indent=3).encode())
-    blobs = {_digest(blob): blob for blob in (config, *layers)}
+    blobs = {compute_digest(blob): blob for blob in (config, *layers)}
     return TestImage(blobs=blobs, manifests=[top], top=top, platforms=[("linux", "amd64", None)])
 
 

@@ -8,7 +8,6 @@ and every task run, all in final states, plus the Markdown report artifact.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 from tests.flows.helpers import auth_entry, delete_blob, first_layer, seed, write_document
 from tests.support.images import build_image
 from tests.support.registry_server import RegistryServer
+from tests.support.sync_helpers import subprocess_env
 
 pytestmark = [pytest.mark.flow, pytest.mark.registry]
 
@@ -29,14 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 #: seven, so a small run checks the contract; it cannot reproduce the race.
 TAGS = 4
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def _embedded_env(home: Path) -> dict[str, str]:
-    """This environment without any Prefect setting, with a fresh PREFECT_HOME."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["PREFECT_HOME"] = str(home)
-    env["DOCKER_CONFIG"] = str(home / "no-docker-config")
-    return env
 
 
 def _rows(db: Path, query: str) -> list[sqlite3.Row]:
@@ -61,11 +53,14 @@ def test_embedded_api_run_is_fully_recorded_after_the_process_exits(
     )
     auth = write_document(tmp_path / "auth.yaml", {s.host: auth_entry(s) for s in (src, dst)})
     home = tmp_path / "prefect-home"
+    # No Prefect setting of this process (the harness's API among them) leaks in,
+    # and no docker config.json of the machine may supply credentials.
+    env = subprocess_env(home, {"DOCKER_CONFIG": str(home / "no-docker-config")})
 
     result = subprocess.run(
         [sys.executable, "flows/sync.py", "--auth", str(auth), "--images", str(images)],
         cwd=ROOT,
-        env=_embedded_env(home),
+        env=env,
         capture_output=True,
         text=True,
         timeout=240,

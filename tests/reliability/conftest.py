@@ -1,15 +1,15 @@
 """Fixtures of the reliability tier: fault proxies, the CLI in-process, a temporary Prefect API.
 
-The Prefect harness starts once per session and only for tests that run
-flows (`cli`); the bad-input tests (`config_cli`) never pay for it. Every
-proxy a test starts is stopped at teardown, also when the test fails.
+The session's Prefect harness (`prefect_api`, from `tests/conftest.py`) is
+requested only by tests that run flows (`cli`); the bad-input tests
+(`config_cli`) never pay for it. Every proxy a test starts is stopped at
+teardown, also when the test fails.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,33 +18,12 @@ from typing import Any
 import pytest
 
 from tests.reliability.helpers import CliRun
+from tests.support.cli_logging import CurrentStderr
 from tests.support.fault_proxy import FaultProxy
 from tests.support.registry_server import RegistryServer
 
 #: Loggers the CLI attaches its `--log` file handler to.
 _LOG_TARGETS = ("image_syncer", "prefect.flow_runs", "prefect.task_runs")
-
-
-class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever `sys.stderr` is at emit time (pytest swaps it per test)."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="session")
-def prefect_api() -> Iterator[None]:
-    """A temporary Prefect API and database for the whole session (flow-running tests only)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
-
 
 ProxyFactory = Callable[..., FaultProxy]
 
@@ -94,7 +73,7 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The CLI adds a stderr handler only if none exists; one bound to an earlier
     # test's captured stream would write into a closed file. Its `--log` file
     # handlers are dropped (and closed) after the test the same way.
-    monkeypatch.setattr(logging.getLogger("image_syncer"), "handlers", [_CurrentStderr()])
+    monkeypatch.setattr(logging.getLogger("image_syncer"), "handlers", [CurrentStderr()])
     for name in _LOG_TARGETS[1:]:
         logger = logging.getLogger(name)
         monkeypatch.setattr(logger, "handlers", list(logger.handlers))

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from syncer_core import mediatypes as mt
-from syncer_core.errors import NotFoundError
+from syncer_core.digest import compute_digest
 from syncer_core.manifest import RawManifest
-from syncer_core.registry import RegistryClient
-from tests.support.registry_server import RegistryServer, access_for, auth_entry
+from tests.support.registry_server import RegistryServer, auth_entry
 from tests.support.stream_copy_probe import pattern_chunks
+from tests.support.sync_helpers import registry_client as client_for
+from tests.support.sync_helpers import subprocess_env, tag_digests, write_document
 
 __all__ = [
     "ROOT",
@@ -77,39 +74,6 @@ class CliRun:
         return f"exit {self.code}\nstdout:\n{self.stdout[-3000:]}\nstderr:\n{self.stderr[-5000:]}"
 
 
-def write_document(path: Path, data: Any) -> Path:
-    """Write YAML or JSON by suffix."""
-    text = json.dumps(data, indent=2) if path.suffix == ".json" else yaml.safe_dump(data)
-    path.write_text(text)
-    return path
-
-
-@contextmanager
-def client_for(server: RegistryServer) -> Iterator[RegistryClient]:
-    """Our client for the real registry (never through a proxy)."""
-    with RegistryClient(server.host, access=access_for(server)) as client:
-        yield client
-
-
-def tag_digests(server: RegistryServer, repository: str) -> dict[str, str]:
-    """`tag -> digest` of a repository, read from the registry itself."""
-    with client_for(server) as client:
-        try:
-            tags = client.list_tags(repository)
-        except NotFoundError:
-            return {}
-        found = {}
-        for tag in tags:
-            head = client.head_manifest(repository, tag)
-            assert head is not None and head.digest is not None
-            found[tag] = head.digest
-        return found
-
-
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def seed_large_image(
     server: RegistryServer, repository: str, tag: str, size: int, *, seed: int = 7
 ) -> tuple[str, str]:
@@ -134,7 +98,11 @@ def seed_large_image(
     doc = {
         "schemaVersion": 2,
         "mediaType": mt.DOCKER_MANIFEST_V2,
-        "config": {"mediaType": mt.DOCKER_CONFIG, "size": len(config), "digest": _digest(config)},
+        "config": {
+            "mediaType": mt.DOCKER_CONFIG,
+            "size": len(config),
+            "digest": compute_digest(config),
+        },
         "layers": [{"mediaType": mt.DOCKER_LAYER, "size": size, "digest": layer}],
     }
     manifest = RawManifest(mt.DOCKER_MANIFEST_V2, json.dumps(doc, indent=3).encode())
@@ -144,29 +112,6 @@ def seed_large_image(
         client.push_blob_bytes(repository, config)
         client.put_manifest(repository, tag, manifest)
     return manifest.digest, layer
-
-
-def subprocess_env(prefect_home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A clean environment for `python flows/sync.py`: its own Prefect home and API.
-
-    No `PREFECT_*` setting of this process leaks in (the test harness's API
-    among them), so the run starts its own temporary API on `prefect_home`.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "DEFAULT_REGISTRY"):
-        env.pop(name, None)
-        env.pop(name.lower(), None)
-    docker_config = prefect_home.parent / "docker-config"
-    docker_config.mkdir(exist_ok=True)
-    env.update(
-        PREFECT_HOME=str(prefect_home),
-        # The temporary API must start even on a loaded CI machine (default: 20 s).
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
-        DOCKER_CONFIG=str(docker_config),
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra or {})
-    return env
 
 
 def start_cli(args: Sequence[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -8,7 +8,6 @@ fails the tests that compare digests.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from syncer_core import mediatypes as mt
+from syncer_core.digest import compute_digest
 from syncer_core.manifest import RawManifest
 
 __all__ = [
@@ -79,16 +79,12 @@ class TestImage:
         return sum(len(b) for b in self.blobs.values())
 
 
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def _serialise(doc: dict[str, Any], media_type: str) -> RawManifest:
     return RawManifest(media_type, json.dumps(doc, indent=3).encode())
 
 
 def _descriptor(media_type: str, data: bytes, **extra: Any) -> dict[str, Any]:
-    return {"mediaType": media_type, "size": len(data), "digest": _digest(data), **extra}
+    return {"mediaType": media_type, "size": len(data), "digest": compute_digest(data), **extra}
 
 
 def _platform(spec: PlatformSpec) -> dict[str, str]:
@@ -102,7 +98,7 @@ def _config(rng: random.Random, layers: Sequence[bytes], spec: PlatformSpec) -> 
         **_platform(spec),
         "created": _CREATED,
         "config": {"Env": ["PATH=/usr/bin:/bin"], "Labels": {"seed": str(rng.getrandbits(64))}},
-        "rootfs": {"type": "layers", "diff_ids": [_digest(layer) for layer in layers]},
+        "rootfs": {"type": "layers", "diff_ids": [compute_digest(layer) for layer in layers]},
         "history": [{"created": _CREATED, "created_by": "image-syncer tests"} for _ in layers],
     }
     return json.dumps(doc, sort_keys=True).encode()
@@ -127,7 +123,7 @@ def _single(
         "layers": [_descriptor(layer_type, layer) for layer in layers],
     }
     for blob in (config, *layers):
-        blobs[_digest(blob)] = blob
+        blobs[compute_digest(blob)] = blob
     return _serialise(doc, media_type)
 
 
@@ -182,8 +178,8 @@ def _attestation(
             "config": _descriptor(mt.OCI_CONFIG, config),
             "layers": [layer],
         }
-    blobs[_digest(config)] = config
-    blobs[_digest(statement)] = statement
+    blobs[compute_digest(config)] = config
+    blobs[compute_digest(statement)] = statement
     manifest = _serialise(doc, mt.OCI_MANIFEST)
     entry = _descriptor(
         mt.OCI_MANIFEST,

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -34,18 +35,15 @@ from syncer_core.registry import (
     RegistryClient,
     RetryPolicy,
 )
+from tests.integration.helpers import unique
 from tests.support.images import TestImage, build_image, build_index, push_image
-from tests.support.registry_server import FLAVOURS, LoggedRequest, RegistryServer, access_for
+from tests.support.registry_server import LoggedRequest, RegistryServer, access_for
 from tests.support.token_server import TokenRequest, TokenServer, parse_scope
 
 pytestmark = pytest.mark.registry
 
 KiB = 1024
 MiB = 1024 * KiB
-
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def _seed() -> int:
@@ -96,13 +94,6 @@ def _chunks(data: bytes, size: int) -> Iterator[bytes]:
         yield data[start : start + size]
 
 
-@pytest.fixture(params=FLAVOURS)
-def server(request: pytest.FixtureRequest) -> RegistryServer:
-    """Each registry flavour in turn (session-scoped instances)."""
-    server: RegistryServer = request.getfixturevalue(f"registry_{request.param}")
-    return server
-
-
 @pytest.fixture
 def client(server: RegistryServer) -> Iterator[RegistryClient]:
     """A client with the flavour's credentials and trust settings."""
@@ -119,7 +110,7 @@ def test_ping(server: RegistryServer, client: RegistryClient) -> None:
 
 
 def test_list_tags_sorted(client: RegistryClient) -> None:
-    repository = _unique("client/tags")
+    repository = unique("client/tags")
     image = build_image(_seed())
     tags = ["v10", "latest", "b", "v2", "a-1", "A"]
     for tag in tags:
@@ -129,7 +120,7 @@ def test_list_tags_sorted(client: RegistryClient) -> None:
 
 def test_list_tags_of_missing_repository(server: RegistryServer, client: RegistryClient) -> None:
     with pytest.raises(NotFoundError) as caught:
-        client.list_tags(_unique("client/missing"))
+        client.list_tags(unique("client/missing"))
     assert caught.value.status_code == 404
     assert caught.value.registry == server.host
 
@@ -164,7 +155,7 @@ def _assert_round_trip(
 def test_manifest_put_head_get_round_trip(
     server: RegistryServer, client: RegistryClient, kind: str
 ) -> None:
-    repository = _unique(f"client/{kind}")
+    repository = unique(f"client/{kind}")
     image = KINDS[kind](_seed())
     # The harness's 3-space indentation: any re-serialisation would change the digest.
     assert b'\n   "schemaVersion"' in image.top.data
@@ -189,7 +180,7 @@ def test_manifest_put_head_get_round_trip(
 
 
 def test_missing_manifest(client: RegistryClient) -> None:
-    repository = _unique("client/no-manifest")
+    repository = unique("client/no-manifest")
     client.push_blob_bytes(repository, b"repository exists")
     assert client.head_manifest(repository, "nope") is None
     assert client.head_manifest(repository, compute_digest(b"nope")) is None
@@ -200,7 +191,7 @@ def test_missing_manifest(client: RegistryClient) -> None:
 def test_manifest_with_missing_blobs_is_rejected(registry_plain: RegistryServer) -> None:
     image = build_image(_seed())
     with _client(registry_plain) as client, pytest.raises(ManifestRejectedError) as caught:
-        client.put_manifest(_unique("client/rejected"), "v1", image.top)
+        client.put_manifest(unique("client/rejected"), "v1", image.top)
     assert caught.value.status_code == 400
     assert "MANIFEST_BLOB_UNKNOWN" in str(caught.value)
 
@@ -209,7 +200,7 @@ def test_manifest_with_missing_blobs_is_rejected(registry_plain: RegistryServer)
 
 
 def test_blob_head_streamed_get_and_streamed_upload(server: RegistryServer) -> None:
-    repository = _unique("client/blobs")
+    repository = unique("client/blobs")
     data = os.urandom(3 * MiB + 17)
     digest = compute_digest(data)
     with _client(server, chunk_size=256 * KiB) as client:
@@ -232,7 +223,7 @@ def test_blob_head_streamed_get_and_streamed_upload(server: RegistryServer) -> N
 
 
 def test_mount_from_another_repository(server: RegistryServer, client: RegistryClient) -> None:
-    source, target = _unique("client/mount-src"), _unique("client/mount-dst")
+    source, target = unique("client/mount-src"), unique("client/mount-dst")
     data = os.urandom(4 * KiB)
     digest = client.push_blob_bytes(source, data)
     assert client.mount_blob(target, digest, source) == MountResult(mounted=True)
@@ -246,7 +237,7 @@ def test_mount_from_another_repository(server: RegistryServer, client: RegistryC
 def test_mount_fallback_reuses_the_opened_session(
     server: RegistryServer, client: RegistryClient
 ) -> None:
-    source, target = _unique("client/fallback-src"), _unique("client/fallback-dst")
+    source, target = unique("client/fallback-src"), unique("client/fallback-dst")
     client.push_blob_bytes(source, b"source exists, without our blob")
     data = os.urandom(64 * KiB)
     digest = compute_digest(data)
@@ -266,7 +257,7 @@ def test_mount_fallback_reuses_the_opened_session(
 def test_mount_on_token_registry_uses_one_token_for_both_repositories(
     registry_token: RegistryServer,
 ) -> None:
-    source, target = _unique("client/tmount-src"), _unique("client/tmount-dst")
+    source, target = unique("client/tmount-src"), unique("client/tmount-dst")
     tokens = _token_server(registry_token)
     with _client(registry_token) as client:
         digest = client.push_blob_bytes(source, os.urandom(2 * KiB))
@@ -288,7 +279,7 @@ def test_mount_on_token_registry_uses_one_token_for_both_repositories(
 
 
 def test_basic_credentials_are_sent_after_one_challenge(registry_htpasswd: RegistryServer) -> None:
-    repository = _unique("client/basic")
+    repository = unique("client/basic")
     with _client(registry_htpasswd) as client:
         push_image(client, repository, "v1", build_image(_seed()))
         client.list_tags(repository)
@@ -310,7 +301,7 @@ def test_wrong_password_is_an_authentication_error_without_the_password(
         if operation == "ping":
             client.ping()
         else:
-            client.list_tags(_unique("client/denied"))
+            client.list_tags(unique("client/denied"))
     error = caught.value
     text = "".join(traceback.format_exception(error)) + repr(error)
     assert server.host in str(error) and error.registry == server.host
@@ -328,7 +319,7 @@ def test_anonymous_access_to_htpasswd_registry_is_refused(
 
 
 def test_token_is_requested_once_per_scope(registry_token: RegistryServer) -> None:
-    repository = _unique("client/token-cache")
+    repository = unique("client/token-cache")
     tokens = _token_server(registry_token)
     before = len(tokens.requests)
     image = build_image(_seed(), layer_sizes=(1024, 2048, 4096))
@@ -359,7 +350,7 @@ def test_first_push_works_whatever_action_order_the_challenge_uses(
     # `repository:<name>:push,pull`; the token must still serve the streamed PUT
     # that follows the POST (which cannot answer a 401 itself). 40 fresh clients
     # miss that order with probability ~1.5 %.
-    base = _unique("client/challenge-order")
+    base = unique("client/challenge-order")
     for index in range(40):
         with _client(registry_token) as client:
             repository = f"{base}/{index}"
@@ -368,7 +359,7 @@ def test_first_push_works_whatever_action_order_the_challenge_uses(
 
 
 def test_expired_token_is_fetched_again_transparently(registry_token: RegistryServer) -> None:
-    repository = _unique("client/token-expiry")
+    repository = unique("client/token-expiry")
     tokens = _token_server(registry_token)
     with _client(registry_token) as seeder:
         push_image(seeder, repository, "v1", build_image(_seed()))
@@ -395,7 +386,7 @@ def test_expired_token_is_fetched_again_transparently(registry_token: RegistrySe
 
 def test_token_the_registry_refuses_is_an_error_not_a_loop(registry_token: RegistryServer) -> None:
     tokens = _token_server(registry_token)
-    repository = _unique("client/token-dead")
+    repository = unique("client/token-dead")
     before = len(tokens.requests)
     tokens.jwt_lifetime = -120  # beyond distribution's 60 s leeway: always invalid_token
     try:
@@ -408,7 +399,7 @@ def test_token_the_registry_refuses_is_an_error_not_a_loop(registry_token: Regis
 
 def test_token_service_hiccup_is_retried(registry_token: RegistryServer) -> None:
     tokens = _token_server(registry_token)
-    repository = _unique("client/token-retry")
+    repository = unique("client/token-retry")
     retry = RetryPolicy(attempts=3, base_delay=0.05)
     with RegistryClient(
         registry_token.host, access=access_for(registry_token), retry=retry
@@ -421,6 +412,47 @@ def test_token_service_hiccup_is_retried(registry_token: RegistryServer) -> None
     ) as client:
         assert client.head_blob(repository, compute_digest(b"x")) == 1
     assert [r.status for r in _about(tokens.requests[before:], repository)] == [503, 200]
+
+
+def _refresh_token(server: RegistryServer) -> str:
+    """An OAuth2 refresh token (docker config `identitytoken`) from the token server."""
+    tokens = _token_server(server)
+    assert server.username and server.password
+    form = {
+        "grant_type": "password",
+        "service": tokens.service,
+        "client_id": "tests",
+        "username": server.username,
+        "password": server.password,
+        "access_type": "offline",
+    }
+    with httpx.Client(timeout=10) as c:
+        response = c.post(tokens.realm, data=form)
+    assert response.status_code == 200, response.text
+    return str(response.json()["refresh_token"])
+
+
+def test_identity_token_is_exchanged_for_an_access_token(registry_token: RegistryServer) -> None:
+    repository = unique("client/identity-token")
+    tokens = _token_server(registry_token)
+    refresh = _refresh_token(registry_token)
+    access = RegistryAccess(insecure=True, identity_token=SecretStr(refresh))
+    before = len(tokens.requests)
+    tokens.response_fields = "access_token"  # the OAuth2 reply: no `token` field
+    try:
+        with _client(registry_token, access) as client:
+            push_image(client, repository, "v1", build_image(_seed()))
+            push_image(client, repository, "v2", build_image(_seed()))
+            assert client.list_tags(repository) == ["v1", "v2"]
+    finally:
+        tokens.response_fields = "both"
+    mine = _about(tokens.requests[before:], repository)
+    assert mine, "the client never asked the token server"
+    assert all(r.method == "POST" and r.grant_type == "refresh_token" for r in mine), mine
+    assert all(not r.basic_auth and r.status == 200 for r in mine), mine
+    assert all(r.username == registry_token.username for r in mine), mine
+    push = frozenset({("repository", repository, frozenset({"pull", "push"}))})
+    assert push in {_scope_set(r) for r in mine}, mine
 
 
 # -- TLS ---------------------------------------------------------------------------------
@@ -442,7 +474,7 @@ def test_tls_with_ca_file_or_insecure_works(registry_tls: RegistryServer, trust:
         access = RegistryAccess(ca_file=registry_tls.ca_file)
     else:
         access = RegistryAccess(insecure=True)
-    repository = _unique(f"client/tls-{trust}")
+    repository = unique(f"client/tls-{trust}")
     with RegistryClient(registry_tls.host, access=access) as client:
         client.ping()
         assert client.base_url.scheme == "https"

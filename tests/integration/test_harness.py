@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import ssl
-import uuid
 
 import httpx
 import pytest
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from syncer_core import mediatypes as mt
 from syncer_core.digest import compute_digest
 from syncer_core.manifest import ImageIndex, ImageManifest, RawManifest
+from tests.integration.helpers import unique
 from tests.support import registry_server
 from tests.support.images import build_image, build_index, push_image
 from tests.support.registry_server import (
@@ -34,10 +34,6 @@ pytestmark = pytest.mark.registry
 
 def _client(server: RegistryServer, **kwargs) -> httpx.Client:
     return httpx.Client(base_url=server.url, verify=server.ssl_context(), timeout=10, **kwargs)
-
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def _token(
@@ -121,7 +117,7 @@ def test_two_plain_registries_are_independent(
 ) -> None:
     assert registry_plain.host != registry_plain2.host
     assert registry_plain.storage_dir != registry_plain2.storage_dir
-    repo = _unique("independent/blob")
+    repo = unique("independent/blob")
     with _client(registry_plain) as one, _client(registry_plain2) as two:
         digest = _upload(one, repo, os.urandom(512))
         assert one.head(f"/v2/{repo}/blobs/{digest}").status_code == 200
@@ -298,7 +294,7 @@ def test_token_response_shapes_failures_and_oauth(registry_token: RegistryServer
 
 
 def test_cross_repo_mount_with_a_two_scope_token(registry_token: RegistryServer) -> None:
-    src, dst = _unique("mount/src"), _unique("mount/dst")
+    src, dst = unique("mount/src"), unique("mount/dst")
     with _client(registry_token) as c:
         digest = _upload(
             c, src, os.urandom(2048), _bearer(_token(registry_token, f"repository:{src}:push,pull"))
@@ -434,7 +430,7 @@ def test_parse_scope() -> None:
 )
 def test_built_images_push_and_read_back(registry_plain: RegistryServer, build) -> None:
     image = build()
-    repo = _unique("images/built")
+    repo = unique("images/built")
     with _client(registry_plain) as c:
         assert push_image(RawPusher(c), repo, "v1", image) == image.digest
         got = c.get(f"/v2/{repo}/manifests/v1", headers={"Accept": mt.MANIFEST_ACCEPT})

@@ -21,7 +21,8 @@ import pytest
 
 from syncer_core.errors import DigestMismatchError
 from syncer_core.registry import ClientOptions, RegistryClient
-from tests.support.registry_server import FLAVOURS, RegistryServer, access_for
+from tests.integration.helpers import unique
+from tests.support.registry_server import RegistryServer, access_for
 from tests.support.stream_copy_probe import pattern_chunks
 
 pytestmark = pytest.mark.registry
@@ -30,10 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 BIG = 256 * MiB
 RSS_BUDGET = 64 * 1000 * 1000
-
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def _client(server: RegistryServer, **options: int) -> RegistryClient:
@@ -70,13 +67,6 @@ def _uploaded_bytes(server: RegistryServer, repository: str) -> int:
     return sum(p.stat().st_size for p in uploads.glob("*/data")) if uploads.exists() else 0
 
 
-@pytest.fixture(params=FLAVOURS)
-def server(request: pytest.FixtureRequest) -> RegistryServer:
-    """Each registry flavour in turn (session-scoped instances)."""
-    server: RegistryServer = request.getfixturevalue(f"registry_{request.param}")
-    return server
-
-
 # -- (a) 256 MiB through bounded memory ------------------------------------------------
 
 
@@ -101,7 +91,7 @@ def _run_probe(source: RegistryServer, target: RegistryServer, repository: str) 
 def test_256_mib_blob_streams_between_registries_in_bounded_memory(
     registry_plain: RegistryServer, registry_plain2: RegistryServer
 ) -> None:
-    repository = _unique("stream/big")
+    repository = unique("stream/big")
     started = time.monotonic()
     probe = _run_probe(registry_plain, registry_plain2, repository)
     elapsed = time.monotonic() - started
@@ -186,7 +176,7 @@ def test_tampered_stream_raises_and_commits_nothing(
     tamper: str,
     upload_chunk_size: int,
 ) -> None:
-    repository = _unique("stream/tampered")
+    repository = unique("stream/tampered")
     seed = uuid.uuid4().int % 2**32
     with (
         _client(registry_plain) as source,
@@ -219,7 +209,7 @@ def test_tampered_stream_raises_and_commits_nothing(
 
 
 def test_failed_chunked_upload_cancels_its_session(registry_plain2: RegistryServer) -> None:
-    repository = _unique("stream/chunked-cancel")
+    repository = unique("stream/chunked-cancel")
     size = 5 * MiB
     digest, _ = _digest_of(pattern_chunks(size, seed=11))
     with (
@@ -237,7 +227,7 @@ def test_failed_chunked_upload_cancels_its_session(registry_plain2: RegistryServ
 
 
 def test_chunked_upload_uses_patch_requests(server: RegistryServer) -> None:
-    repository = _unique("stream/chunked")
+    repository = unique("stream/chunked")
     size = 20 * MiB + 12345
     seed = uuid.uuid4().int % 2**32
     digest, _ = _digest_of(pattern_chunks(size, seed=seed))
@@ -253,7 +243,7 @@ def test_chunked_upload_uses_patch_requests(server: RegistryServer) -> None:
 
 
 def test_streamed_upload_without_a_known_size(registry_plain: RegistryServer) -> None:
-    repository = _unique("stream/unsized")
+    repository = unique("stream/unsized")
     size = 3 * MiB + 1
     digest, _ = _digest_of(pattern_chunks(size, seed=3))
     with _client(registry_plain) as client:

@@ -38,7 +38,6 @@ class Case:
         names: file names to use, by role (e.g. `{"images": "images.json"}`).
         flags: extra arguments; `{tmp}` is the test's directory.
         expect: fragments the error line must contain.
-        env: environment variables to set.
     """
 
     images: str | bytes | None = "{P}/team/app:v1: {P}/mirror/app\n"
@@ -47,7 +46,6 @@ class Case:
     names: dict[str, str] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
     expect: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
 
 
 def _images(entry: str) -> str:
@@ -291,8 +289,6 @@ def test_bad_input_exits_2_with_one_clear_message_and_no_connection(
 ) -> None:
     case = CASES[name]
     monkeypatch.delenv("IMAGE_SYNCER_TEST_UNSET", raising=False)
-    for key, value in case.env.items():
-        monkeypatch.setenv(key, value)
     before = trap.snapshot().connections
 
     run = config_cli(_argv(case, tmp_path, trap.host), report=False)
@@ -320,7 +316,7 @@ def test_broken_auth_yaml_does_not_echo_the_password(
     assert secret not in run.stderr + run.stdout
 
 
-# -- input that conflicts with itself: accepted today, data loss ----------------------------------
+# -- input that conflicts with itself: refused before anything is written ------------------------
 
 
 @pytest.mark.parametrize("flag", ["--report", "--log", "--output-failed-images"])

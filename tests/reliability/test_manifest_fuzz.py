@@ -158,16 +158,24 @@ def test_engine_reports_a_garbage_manifest_as_a_failed_image(
     fuzz: FuzzSetup, body: bytes, media_type: str, platforms: PlatformFilter
 ) -> None:
     fuzz.proxy.override_manifest(f"{fuzz.prefix}/bad", "v1", body, media_type)
+    served_before = fuzz.proxy.snapshot().faults["garbage-manifest"]
     session = SyncSession(_insecure, SyncOptions(proc=2, platforms=platforms))
     try:
         bad, ok = run_jobs(session, fuzz.jobs())
     finally:
         session.close()
+    # `bad:v1` was never pushed: without this, a broken override would fail
+    # `bad` with a 404 and pass below without any garbage reaching the parsers.
+    served = fuzz.proxy.snapshot().faults["garbage-manifest"] - served_before
+    assert served >= 1, fuzz.proxy.snapshot().summary()
     assert ok.status in (ImageStatus.SYNCED, ImageStatus.SKIPPED), ok
     assert ok.digest == fuzz.healthy
     if bad.status is ImageStatus.FAILED:
         kind, _, text = bad.reason.partition(": ")
         assert kind.endswith("Error") and text, bad.reason
+        # A 404 may be legitimate for a blob or child manifest the garbage
+        # names, never for the tag itself, which the proxy serves.
+        assert not (kind == "NotFoundError" and "bad:v1" in text), bad.reason
     else:
         # By chance a valid manifest the registry accepted (or one the
         # platform filter leaves nothing of): then it is what was served.

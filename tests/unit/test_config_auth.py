@@ -9,7 +9,6 @@ import traceback
 from pathlib import Path
 
 import pytest
-import yaml
 from pydantic import SecretStr
 
 from syncer_core.config import (
@@ -22,27 +21,16 @@ from syncer_core.config import (
 from syncer_core.errors import ConfigError
 from syncer_core.reference import Reference
 from syncer_core.registry.access import RegistryAccess
+from tests.unit.helpers import write_config, write_data
 
 SECRET = "hunter2-S3CRET-0xC0FFEE"
 FORMATS = ["yaml", "json"]
-
-
-def write(tmp_path: Path, data: object, fmt: str, name: str = "auth") -> Path:
-    path = tmp_path / f"{name}.{fmt}"
-    text = json.dumps(data) if fmt == "json" else yaml.safe_dump(data, sort_keys=False)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def write_raw(tmp_path: Path, text: str, name: str = "auth.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
-
-
-@pytest.fixture
-def no_docker(tmp_path: Path) -> DockerConfig:
-    return DockerConfig(tmp_path / "no-docker-config.json", env={})
 
 
 def load(path: Path, no_docker: DockerConfig, env: dict[str, str] | None = None) -> AuthConfig:
@@ -153,7 +141,7 @@ FORM_CASES = [
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize(("data", "image", "expected"), FORM_CASES)
 def test_auth_forms(tmp_path, no_docker, fmt, data, image, expected):
-    config = load(write(tmp_path, data, fmt), no_docker)
+    config = load(write_data(tmp_path, data, fmt, "auth"), no_docker)
     access = config.lookup(Reference.parse(image))
     assert isinstance(access, RegistryAccess)
     for field, value in expected.items():
@@ -172,7 +160,7 @@ def test_env_expansion(tmp_path, no_docker, fmt):
         "c.io": {"username": "$UNSET_USER", "password": "$UNSET_PASS", "insecure": True},
     }
     env = {"USER_A": "alice", "PASS_A": "pa$$word", "TOKEN_B": "tb"}
-    config = load(write(tmp_path, data, fmt), no_docker, env)
+    config = load(write_data(tmp_path, data, fmt, "auth"), no_docker, env)
     a = config.lookup(Reference.parse("a.io/x"))
     assert (a.username, secret(a.password)) == ("alice", "pa$$word")
     b = config.lookup(Reference.parse("b.io/x"))
@@ -187,7 +175,7 @@ def test_ca_file_relative_to_auth_file(tmp_path, no_docker, fmt):
     ca = tmp_path / "certs" / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
     data = {"reg.local:8443": {"ca_file": "certs/ca.pem"}, "abs.local": {"ca_file": str(ca)}}
-    config = load(write(tmp_path, data, fmt), no_docker)
+    config = load(write_data(tmp_path, data, fmt, "auth"), no_docker)
     assert config.lookup(Reference.parse("reg.local:8443/a")).ca_file == ca
     assert config.lookup(Reference.parse("abs.local/a")).ca_file == ca
 
@@ -196,12 +184,10 @@ def test_insecure_and_ca_apply_with_docker_config_credentials(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("x", encoding="utf-8")
     docker_dir = tmp_path / "docker"
-    docker_dir.mkdir()
-    (docker_dir / "config.json").write_text(
-        json.dumps({"auths": {"reg.local": {"username": "d", "password": "dp"}}}),
-        encoding="utf-8",
+    write_config(docker_dir, {"auths": {"reg.local": {"username": "d", "password": "dp"}}})
+    path = write_data(
+        tmp_path, {"reg.local": {"insecure": True, "ca_file": str(ca)}}, "yaml", "auth"
     )
-    path = write(tmp_path, {"reg.local": {"insecure": True, "ca_file": str(ca)}}, "yaml")
     config = load_auth_file(path, env={"DOCKER_CONFIG": str(docker_dir)})
     access = config.lookup(Reference.parse("reg.local/a/b"))
     assert (access.username, secret(access.password)) == ("d", "dp")
@@ -210,12 +196,8 @@ def test_insecure_and_ca_apply_with_docker_config_credentials(tmp_path):
 
 def test_auth_file_wins_over_docker_config(tmp_path):
     docker_dir = tmp_path / "docker"
-    docker_dir.mkdir()
-    (docker_dir / "config.json").write_text(
-        json.dumps({"auths": {"reg.local": {"username": "d", "password": "dp"}}}),
-        encoding="utf-8",
-    )
-    path = write(tmp_path, {"reg.local": {"username": "f", "password": "fp"}}, "json")
+    write_config(docker_dir, {"auths": {"reg.local": {"username": "d", "password": "dp"}}})
+    path = write_data(tmp_path, {"reg.local": {"username": "f", "password": "fp"}}, "json", "auth")
     config = load_auth_file(path, env={"DOCKER_CONFIG": str(docker_dir)})
     assert config.lookup(Reference.parse("reg.local/a")).username == "f"
     assert config.lookup(Reference.parse("other.local/a")).username is None
@@ -223,11 +205,7 @@ def test_auth_file_wins_over_docker_config(tmp_path):
 
 def test_no_auth_file_uses_docker_config_only(tmp_path):
     docker_dir = tmp_path / "docker"
-    docker_dir.mkdir()
-    (docker_dir / "config.json").write_text(
-        json.dumps({"auths": {"reg.local": {"username": "d", "password": "dp"}}}),
-        encoding="utf-8",
-    )
+    write_config(docker_dir, {"auths": {"reg.local": {"username": "d", "password": "dp"}}})
     config = load_auth_file(None, env={"DOCKER_CONFIG": str(docker_dir)})
     assert config.lookup(Reference.parse("reg.local/a")).username == "d"
     assert (
@@ -288,7 +266,7 @@ def test_longest_prefix_every_permutation(order):
 def test_longest_prefix_shuffled_files(tmp_path, no_docker, fmt, seed):
     keys = NESTED_KEYS + DECOYS
     random.Random(seed).shuffle(keys)
-    _assert_winners(load(write(tmp_path, _entries(keys), fmt), no_docker))
+    _assert_winners(load(write_data(tmp_path, _entries(keys), fmt, "auth"), no_docker))
 
 
 @pytest.mark.parametrize(
@@ -449,7 +427,8 @@ def test_secret_never_in_repr_or_str(tmp_path, no_docker, fmt):
         "t.io": {"token": SECRET},
         "e.io": {"username": "u", "password": "${PW}"},
     }
-    config = load(write(tmp_path, data, fmt), no_docker, env={"PW": SECRET})
+    config = load(write_data(tmp_path, data, fmt, "auth"), no_docker, env={"PW": SECRET})
+    assert len(config.entries) == 3
     texts = [repr(config), str(config)]
     for key, entry in config.entries.items():
         access = config.lookup(Reference.parse(f"{key}/x"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from syncer_core.config import (
@@ -143,15 +143,31 @@ def test_normalise_auth_key_total(text):
 
 @FUZZ
 @given(st.dictionaries(RULE_TEXT, JSON_VALUE, max_size=5))
+@example({"quay.io/coreos": {"username": "u", "password": "p", "insecure": True}})
+@example({"Quay.io": {"token": "t"}, "quay.io/a/b": {"insecure": True}, "nginx": {}})
 def test_auth_section_only_config_error(data):
     try:
         config = parse_auth_section(data, file="auth.yaml", env={})
     except ConfigError as exc:
         assert "auth.yaml" in str(exc)
         return
+    assert config.lookup(Reference.parse("docker.io/x/y")) is not None
+    assert len(config.entries) == len(data)
     for key in config.entries:
-        assert config.lookup(Reference.parse("docker.io/x/y")) is not None
         assert isinstance(key, str)
+        normal = normalise_auth_key(key)
+        registry, _, path = normal.partition("/")
+        if path:
+            # A repository spelled exactly like the key is matched by that key
+            # (built directly: `Reference.parse` would add `library/`).
+            assert config.match(Reference(registry, path)) == key, (key, normal)
+        # A repository below the key is matched by it, or by a longer key under it.
+        below = Reference(registry, f"{path}/zz-probe" if path else "zz-probe")
+        winner = config.match(below)
+        assert winner is not None, (key, below)
+        won = normalise_auth_key(winner)
+        assert won == normal or won.startswith(normal + "/"), (key, winner)
+        assert config.lookup(below).insecure == config.entries[winner].insecure
 
 
 @FUZZ

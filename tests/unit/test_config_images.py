@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-import yaml
 
 from syncer_core.config import (
-    DockerConfig,
     ignored_flags,
     load_images_file,
     load_legacy_config,
@@ -18,17 +13,11 @@ from syncer_core.config import (
 )
 from syncer_core.errors import ConfigError, RuleError
 from syncer_core.reference import Reference
+from tests.unit.helpers import write_data
 
 FORMATS = ["yaml", "json"]
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
-
-
-def write(tmp_path: Path, data: object, fmt: str, name: str = "images") -> Path:
-    path = tmp_path / f"{name}.{fmt}"
-    text = json.dumps(data) if fmt == "json" else yaml.safe_dump(data, sort_keys=False)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def summary(rule):
@@ -110,14 +99,14 @@ FORMS = [
 )
 def test_images_forms(tmp_path, fmt, data, kwargs, expected):
     kwargs = {"env": {}, **kwargs}
-    rules = load_images_file(write(tmp_path, data, fmt), **kwargs)
+    rules = load_images_file(write_data(tmp_path, data, fmt, "images"), **kwargs)
     assert [summary(rule) for rule in rules.rules] == expected
     assert rules.file == str(tmp_path / f"images.{fmt}")
 
 
 def test_rule_order_follows_file_and_names(tmp_path):
     data = {"b.io/x:1": "c.io/x", "a.io/y": ["c.io/y", "d.io/y:1"]}
-    rules = load_images_file(write(tmp_path, data, "yaml"), env={})
+    rules = load_images_file(write_data(tmp_path, data, "yaml", "images"), env={})
     assert [rule.name for rule in rules.rules] == [
         "b.io/x:1 -> c.io/x",
         "a.io/y -> c.io/y",
@@ -195,7 +184,7 @@ MALFORMED = [
     ("data", "kwargs", "key", "fragment"), [pytest.param(*c[1:], id=c[0]) for c in MALFORMED]
 )
 def test_malformed_rule_names_file_and_key(tmp_path, fmt, data, kwargs, key, fragment):
-    path = write(tmp_path, data, fmt)
+    path = write_data(tmp_path, data, fmt, "images")
     with pytest.raises(RuleError) as info:
         load_images_file(path, env={}, **kwargs)
     message = str(info.value)
@@ -280,18 +269,13 @@ def test_yaml_aliases_reuse_destinations(tmp_path):
 # ---------------------------------------------------------------------- legacy
 
 
-@pytest.fixture
-def no_docker(tmp_path: Path) -> DockerConfig:
-    return DockerConfig(tmp_path / "none.json", env={})
-
-
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_legacy_config(tmp_path, no_docker, fmt):
     data = {
         "auth": {"quay.io": {"username": "$U", "password": "${P}", "insecure": True}},
         "images": {"quay.io/coreos/etcd:v1": ["r.io/etcd", "$DST/etcd"], "nginx": ""},
     }
-    path = write(tmp_path, data, fmt, name="config")
+    path = write_data(tmp_path, data, fmt, "config")
     env = {"U": "user", "P": "pw", "DST": "d.io", "DEFAULT_REGISTRY": "m.io"}
     config = load_legacy_config(path, env=env, docker_config=no_docker)
     access = config.auth.lookup(Reference.parse("quay.io/coreos/etcd"))
@@ -315,7 +299,9 @@ def test_legacy_config(tmp_path, no_docker, fmt):
     ],
 )
 def test_legacy_optional_sections(tmp_path, no_docker, data, rules, keys):
-    config = load_legacy_config(write(tmp_path, data, "yaml", "c"), env={}, docker_config=no_docker)
+    config = load_legacy_config(
+        write_data(tmp_path, data, "yaml", "c"), env={}, docker_config=no_docker
+    )
     assert len(config.images.rules) == rules
     assert sorted(config.auth.entries) == keys
 
@@ -335,7 +321,7 @@ LEGACY_MALFORMED = [
     ("data", "key", "fragment"), [pytest.param(*c[1:], id=c[0]) for c in LEGACY_MALFORMED]
 )
 def test_legacy_malformed(tmp_path, no_docker, fmt, data, key, fragment):
-    path = write(tmp_path, data, fmt, name="config")
+    path = write_data(tmp_path, data, fmt, "config")
     with pytest.raises(ConfigError) as info:
         load_legacy_config(path, env={}, docker_config=no_docker)
     assert (info.value.file, info.value.key) == (str(path), key)

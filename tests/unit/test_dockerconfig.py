@@ -15,6 +15,7 @@ from syncer_core.config import DockerConfig, load_auth_file, run_credential_help
 from syncer_core.config.dockerconfig import docker_config_path, registry_host
 from syncer_core.errors import ConfigError
 from syncer_core.reference import Reference
+from tests.unit.helpers import write_config
 
 SECRET = "helper-S3CRET-value"
 
@@ -82,12 +83,6 @@ def docker_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory.mkdir()
     monkeypatch.setenv("DOCKER_CONFIG", str(directory))
     return directory
-
-
-def write_config(directory: Path, config: object) -> Path:
-    path = directory / "config.json"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    return path
 
 
 def b64(text: str) -> str:

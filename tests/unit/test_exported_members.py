@@ -14,24 +14,13 @@ from __future__ import annotations
 
 import ast
 import importlib
-import pkgutil
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 import syncer_core
-
-
-def _raise(name: str) -> None:
-    raise ImportError(f"cannot import {name} while walking syncer_core")
-
-
-def _core_modules() -> list[ModuleType]:
-    walked = pkgutil.walk_packages(syncer_core.__path__, "syncer_core.", onerror=_raise)
-    names = sorted(["syncer_core", *(info.name for info in walked)])
-    return [importlib.import_module(name) for name in names]
-
+from tests.unit.helpers import core_module_names
 
 _TYPE_VARIABLES = {"TypeVar", "ParamSpec", "TypeVarTuple"}
 
@@ -86,7 +75,7 @@ def reexportable_names(module: ModuleType) -> set[str]:
     return _public({name for node in tree.body for name in _core_imports(node)})
 
 
-MODULES = _core_modules()
+MODULES = [importlib.import_module(name) for name in core_module_names()]
 WITH_ALL = [m for m in MODULES if hasattr(m, "__all__")]
 
 

@@ -8,27 +8,17 @@ process may already have imported Prefect for other tests.
 from __future__ import annotations
 
 import os
-import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
 import syncer_core
+from tests.unit.helpers import core_module_names
 
 ROOT = Path(syncer_core.__file__).resolve().parent.parent
 PACKAGE_DIR = ROOT / "syncer_core"
 # The orchestration layer and test-only dependencies must stay out of the core.
 FORBIDDEN = ("prefect", "flows", "pytest", "hypothesis", "cryptography")
-
-
-def _raise(name: str) -> None:
-    raise ImportError(f"cannot import {name} while walking syncer_core")
-
-
-def core_modules() -> list[str]:
-    """Every module and package under `syncer_core`, found on disk."""
-    walked = pkgutil.walk_packages(syncer_core.__path__, "syncer_core.", onerror=_raise)
-    return sorted(["syncer_core", *(info.name for info in walked)])
 
 
 def test_walk_finds_every_source_file() -> None:
@@ -37,11 +27,11 @@ def test_walk_finds_every_source_file() -> None:
     for path in PACKAGE_DIR.rglob("*.py"):
         parts = path.relative_to(ROOT).with_suffix("").parts
         on_disk.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
-    assert on_disk <= set(core_modules())
+    assert on_disk <= set(core_module_names())
 
 
 def test_importing_the_core_does_not_import_prefect() -> None:
-    modules = core_modules()
+    modules = core_module_names()
     assert "syncer_core.reference" in modules
     code = (
         f"import {', '.join(modules)}\n"

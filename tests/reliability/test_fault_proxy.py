@@ -351,7 +351,9 @@ def test_bodies_stream_through_piece_by_piece(
     registry_plain: RegistryServer, proxies: ProxyFactory
 ) -> None:
     size, repository = 16 * MiB, _repo()
-    proxy = proxies(registry_plain, upload_rate=32 * MiB)  # ~0.5 s for the upload
+    # ~0.5 s each way: the download is still in flight when its first chunk
+    # arrives (unthrottled, socket buffers could hold the whole blob by then).
+    proxy = proxies(registry_plain, upload_rate=32 * MiB, download_rate=32 * MiB)
     digest = hashlib.sha256(b"".join(pattern_chunks(size))).hexdigest()
     seen: list[int] = []
     done = threading.Event()

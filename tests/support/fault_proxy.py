@@ -313,6 +313,7 @@ class FaultProxy:
         rewrite_realm: route Bearer token requests through the proxy.
         upload_rate: cap on forwarded request-body bytes per second per
             request (None: unlimited), to make uploads slow enough to watch.
+        download_rate: the same cap on forwarded response bodies.
     """
 
     def __init__(
@@ -325,6 +326,7 @@ class FaultProxy:
         tls: ssl.SSLContext | None = None,
         rewrite_realm: bool = False,
         upload_rate: float | None = None,
+        download_rate: float | None = None,
     ):
         host, _, port = upstream.rpartition(":")
         self._upstream = (host, int(port))
@@ -332,6 +334,7 @@ class FaultProxy:
         self._tls = tls
         self.rewrite_realm = rewrite_realm
         self.upload_rate = upload_rate
+        self.download_rate = download_rate
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self._rules: list[FaultRule] = list(rules)
@@ -828,7 +831,9 @@ class FaultProxy:
             await _copy_exact(upstream.reader, writer, allowed, record, "down")
             upstream.close()
             return False  # close: the client sees a truncated body
-        if not no_body and not await _copy_body(headers, upstream.reader, writer, record, "down"):
+        if not no_body and not await _copy_body(
+            headers, upstream.reader, writer, record, "down", rate=self.download_rate
+        ):
             upstream.close()  # the body ended with the connection
             return False
         if (_header(headers, "connection") or "").lower() == "close":

@@ -22,8 +22,8 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -35,13 +35,6 @@ __all__ = ["KINDS", "PrefectApi"]
 
 KINDS = ("postgres", "sqlite", "temporary")
 _PG_USER = "postgres"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _pg_bin(name: str) -> str:
@@ -90,16 +83,19 @@ class PrefectApi:
 
     def start(self) -> None:
         """Start PostgreSQL (if needed) and the API server; wait until healthy."""
+        from tests.support.registry_server import free_port
+
         if self.kind == "temporary":
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = self._server_env()
         if self.kind == "postgres":
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self._start_postgres()
-        port = _free_port()
+        port = free_port()
         log = (self.workdir / "server.log").open("wb")
+        server = [sys.executable, "-m", "prefect", "server", "start"]
         self._server = subprocess.Popen(
-            ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            [*server, "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -124,6 +120,8 @@ class PrefectApi:
 
     def _start_postgres(self) -> str:
         """initdb a private cluster, start it on a free port; return the asyncpg URL."""
+        from tests.support.registry_server import free_port
+
         # Its own directory under /tmp: the work directory may be private to
         # root (mkdtemp), and the cluster runs as `postgres` when we are root.
         self._pg_root = Path(tempfile.mkdtemp(prefix="image-syncer-bench-pg-"))
@@ -132,7 +130,7 @@ class PrefectApi:
         if os.geteuid() == 0:
             for path in (self._pg_root, sockets):
                 shutil.chown(path, _PG_USER)
-        port = _free_port()
+        port = free_port()
         initdb = [_pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "prefect"]
         _quiet(self._as_pg_user(initdb))
         options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1"

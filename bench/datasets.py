@@ -31,9 +31,10 @@ import struct
 import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from syncer_core import mediatypes as mt
+from syncer_core.digest import compute_digest
 from syncer_core.manifest import RawManifest
 from syncer_core.registry import RegistryAccess, RegistryClient
 
@@ -90,13 +91,11 @@ class DatasetSizes:
 
 @dataclass
 class SeededImage:
-    """One pushed image: where, its manifest digest and its blob count."""
+    """One pushed image: where, and its manifest digest."""
 
     repository: str
     tag: str
     digest: str
-    blobs: int = 0
-    bytes: int = 0
 
 
 @dataclass
@@ -108,16 +107,11 @@ class LargeImage:
     digest: str
     layer_digest: str
     layer_size: int
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def registry_client(host: str) -> RegistryClient:
     """A client for a plain-HTTP benchmark registry (`127.0.0.1:PORT`)."""
     return RegistryClient(host, access=RegistryAccess(insecure=True))
-
-
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _config(seed: int, diff_ids: Sequence[str]) -> bytes:
@@ -137,7 +131,11 @@ def _manifest(config: bytes, layers: Sequence[tuple[str, int]]) -> RawManifest:
     doc = {
         "schemaVersion": 2,
         "mediaType": mt.DOCKER_MANIFEST_V2,
-        "config": {"mediaType": mt.DOCKER_CONFIG, "size": len(config), "digest": _sha256(config)},
+        "config": {
+            "mediaType": mt.DOCKER_CONFIG,
+            "size": len(config),
+            "digest": compute_digest(config),
+        },
         "layers": [
             {"mediaType": mt.DOCKER_LAYER, "size": size, "digest": digest}
             for digest, size in layers
@@ -157,7 +155,7 @@ def _small_image(seed: int, base: bytes, sizes: DatasetSizes) -> tuple[list[byte
     rng = random.Random(seed)
     unique = (_gzip_stored(rng.randbytes(sizes.layer_size)) for _ in range(sizes.layers - 1))
     layers = [base, *unique]
-    digests = [_sha256(layer) for layer in layers]
+    digests = [compute_digest(layer) for layer in layers]
     config = _config(seed, digests)
     manifest = _manifest(
         config, [(d, len(layer)) for d, layer in zip(digests, layers, strict=True)]
@@ -172,8 +170,7 @@ def _push_small(
     for blob in blobs:
         client.push_blob_bytes(repository, blob)
     digest = client.put_manifest(repository, tag, manifest)
-    total = sum(len(b) for b in blobs)
-    return SeededImage(repository, tag, digest, blobs=len(blobs), bytes=total)
+    return SeededImage(repository, tag, digest)
 
 
 def _base_layer(sizes: DatasetSizes) -> bytes:
@@ -274,10 +271,10 @@ def seed_large(client: RegistryClient, repository: str, size: int, seed: int) ->
 def scale_manifest(client: RegistryClient, repository: str) -> RawManifest:
     """Push the blobs of the small scale image; return its manifest (not yet pushed)."""
     layer = _gzip_stored(random.Random(7).randbytes(1024))
-    config = _config(7, [_sha256(layer)])
+    config = _config(7, [compute_digest(layer)])
     client.push_blob_bytes(repository, layer)
     client.push_blob_bytes(repository, config)
-    return _manifest(config, [(_sha256(layer), len(layer))])
+    return _manifest(config, [(compute_digest(layer), len(layer))])
 
 
 def scale_tags(count: int) -> list[str]:

@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Measured", "TreeSampler", "kill_current", "run_measured"]
@@ -47,7 +47,6 @@ class Measured:
     timed_out: bool = False
     started_at: float = 0.0
     ended_at: float = 0.0
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def _children(pid: int) -> list[int]:

@@ -250,7 +250,7 @@ class Bench:
         self.wipe_destination()
         expected = [(i.repository, i.tag, i.digest) for i in self.small]
         self.verify(self.measure_tool(tool, "S cold", "S", run), expected)
-        self.measure_tool(tool, "S no-op", "S", run)
+        self.verify(self.measure_tool(tool, "S no-op", "S", run), expected)
         with datasets.registry_client(self.src.host) as client:
             delta = datasets.seed_delta(client, self.sizes)
             try:
@@ -301,10 +301,13 @@ class Bench:
         self.wipe_destination()
         with datasets.registry_client(self.dst.host) as client:
             datasets.seed_scale(client, "bench-scale", self.sizes.scale_tags)
+        tags = datasets.scale_tags(self.sizes.scale_tags)
+        expected = [("bench-scale", tag, self.scale_digest) for tag in tags]
         for run in range(self.args.runs):
             for tool in tools_order:
                 record = self.measure_tool(tool, "scale no-op", "scale", run)
                 record["tags"] = self.sizes.scale_tags
+                self.verify(record, expected)
 
     def warm_up(self) -> None:
         """One unmeasured run per tool: creates Prefect's database, warms the page cache.

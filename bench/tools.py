@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -111,11 +111,13 @@ def image_syncer_argv(
 def image_syncer_env(prefect_home: Path, api_url: str | None = None) -> dict[str, str]:
     """The caller's environment with a private PREFECT_HOME and the given Prefect API.
 
-    Without `api_url` (no `PREFECT_API_URL`) every run starts Prefect's
-    temporary API server, which is what a plain `python flows/sync.py` does on
-    a fresh machine.
+    Every `PREFECT_*` variable of the caller is dropped first (as for the API
+    server), so no profile or setting of the caller leaks in. Without
+    `api_url` (no `PREFECT_API_URL`) every run starts Prefect's temporary API
+    server, which is what a plain `python flows/sync.py` does on a fresh
+    machine.
     """
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(prefect_home)
     if api_url:
         env["PREFECT_API_URL"] = api_url
@@ -132,9 +134,7 @@ def unshare_works() -> bool:
     return subprocess.run(probe, capture_output=True, check=False).returncode == 0
 
 
-def skopeo_argv(
-    yaml_file: Path, dst: str, cache_dir: Path, *, private_mount: bool, extra: Sequence[str] = ()
-) -> list[str]:
+def skopeo_argv(yaml_file: Path, dst: str, cache_dir: Path, *, private_mount: bool) -> list[str]:
     """`skopeo sync --src yaml --dest docker --dest-tls-verify=false YAML DST`.
 
     With `private_mount`, wrapped in `unshare -m sh -c 'mount --bind CACHE ...; exec skopeo'`
@@ -148,7 +148,6 @@ def skopeo_argv(
         "--dest",
         "docker",
         "--dest-tls-verify=false",
-        *extra,
         str(yaml_file),
         dst,
     ]
@@ -158,8 +157,8 @@ def skopeo_argv(
     return ["unshare", "-m", "sh", "-c", script, str(cache_dir), *argv]
 
 
-def skopeo_env(cache_dir: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def skopeo_env(cache_dir: Path) -> dict[str, str]:
     """Environment for skopeo; for non-root users the cache follows `XDG_DATA_HOME`."""
-    env = dict(base if base is not None else os.environ)
+    env = dict(os.environ)
     env["XDG_DATA_HOME"] = str(cache_dir)
     return env

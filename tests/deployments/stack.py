@@ -13,7 +13,6 @@ import atexit
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,19 +22,14 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.registry_server import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 POOL = "image-syncer"
 
 _STOP_TIMEOUT = 15.0
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 _LIVE: list[Process] = []
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def prefect_cli() -> list[str]:

@@ -91,7 +91,8 @@ def registry_binary() -> str:
     pytest.skip(message)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -253,7 +254,7 @@ class RegistryServer:
         pinned = self.port is not None
         for attempt in range(3):
             if not pinned:
-                self.port = _free_port()
+                self.port = free_port()
             self._instance = secrets.token_hex(8)
             self._write_config()
             try:

@@ -63,7 +63,14 @@ def publish_results(outcomes: Sequence[RuleOutcome]) -> None:
     rows: list[dict[str, Any]] = []
     for outcome in outcomes:
         if outcome.error is not None:
-            rows.append({"rule": outcome.rule, "rule_error": outcome.error})
+            rows.append(
+                {
+                    "rule": outcome.rule,
+                    "rule_error": outcome.error,
+                    "rule_key": outcome.key,
+                    "rule_target": outcome.target,
+                }
+            )
         rows.extend(json.loads(image.model_dump_json()) for image in outcome.images)
     create_table_artifact(rows, description=RESULTS_DESCRIPTION)
 
@@ -87,6 +94,8 @@ def _read_results(flow_run_id: UUID) -> list[RuleOutcome] | None:
         outcome = outcomes.setdefault(row["rule"], RuleOutcome(rule=row["rule"]))
         if "rule_error" in row:
             outcome.error = row["rule_error"]
+            outcome.key = row.get("rule_key", "")
+            outcome.target = row.get("rule_target", "")
         else:
             outcome.images.append(ImageResult.model_validate(row))
     return list(outcomes.values())
@@ -106,9 +115,15 @@ def _run_shard(
     except Exception as error:  # noqa: BLE001 - one shard's failure is reported, not fatal
         return [RuleOutcome(rule=label, error=f"dispatch failed: {type(error).__name__}: {error}")]
     results = _read_results(flow_run.id)
+    state = flow_run.state
     if results is None:
-        state = flow_run.state.name if flow_run.state else "unknown"
-        return [RuleOutcome(rule=label, error=f"shard run ended {state} without results")]
+        name = state.name if state else "unknown"
+        return [RuleOutcome(rule=label, error=f"shard run ended {name} without results")]
+    failed = any(o.error or any(i.status.value == "failed" for i in o.images) for o in results)
+    if state is not None and not state.is_completed() and not failed:
+        # Its results say all is well, its state does not: believe the failure.
+        reason = f"shard run ended {state.name}: {state.message or 'no message'}"
+        results.append(RuleOutcome(rule=label, error=reason))
     return results
 
 

@@ -14,9 +14,11 @@ import time
 from collections.abc import Sequence
 
 from prefect import flow, get_run_logger, unmapped
+from prefect.client.schemas.objects import State
 from pydantic import BaseModel, Field
 
 from flows.limits import registry_limit_name
+from flows.states import outcome_state, state_data
 from flows.tasks import check_rule_task, copy_image_task
 from syncer_core.sync.check import Inspection, RuleCheck
 from syncer_core.sync.engine import (
@@ -33,11 +35,22 @@ __all__ = ["RuleOutcome", "sync_rule"]
 
 
 class RuleOutcome(BaseModel):
-    """What one rule did: its images, or why the whole rule failed."""
+    """What one rule did: its images, or why the whole rule failed.
+
+    `key` and `target` are the rule as the images file wrote it, so a rule
+    that failed before its images were known can be handed back whole.
+    """
 
     rule: str
     images: list[ImageResult] = Field(default_factory=list)
     error: str | None = None
+    key: str = ""
+    target: str = ""
+
+    def __repr__(self) -> str:
+        # Prefect logs a failed state with its data's repr: keep it one short line.
+        failed = sum(1 for i in self.images if i.status.value == "failed")
+        return f"RuleOutcome({self.rule!r}, images={len(self.images)}, failed={failed})"
 
 
 @functools.cache
@@ -54,8 +67,15 @@ def _retrying(task_obj, retries: int):  # type: ignore[no-untyped-def]
 
 
 def _check(session_id: str, rule_index: int, rule: str, retries: int) -> RuleCheck:
+    """The rule's check; a Failed check task still carries it (failed images inside)."""
     # Called, not submitted: the rule's thread has nothing else to do meanwhile.
-    check: RuleCheck = _retrying(check_rule_task, retries)(session_id, rule_index, rule, retries)
+    state = _retrying(check_rule_task, retries)(
+        session_id, rule_index, rule, retries, return_state=True
+    )
+    check = state_data(state)
+    if isinstance(check, BaseException):
+        raise check
+    assert isinstance(check, RuleCheck)
     return check
 
 
@@ -96,8 +116,8 @@ def _sort_inspections(
 @flow(name="sync-rule", flow_run_name="rule {rule}", log_prints=False)
 def sync_rule(
     session_id: str, rule_index: int, rule: str, retries: int = 2, limited: bool = False
-) -> RuleOutcome:
-    """Sync the images of one rule.
+) -> State[RuleOutcome]:
+    """Sync the images of one rule; Failed when its listing or any image failed.
 
     Args:
         session_id: the run's session in this process (clients, ledger, bounds).
@@ -106,6 +126,15 @@ def sync_rule(
         retries: Prefect task retries for transient registry errors.
         limited: hold a `registry:<host>` global concurrency slot per blob copy.
     """
+    spec = get_session(session_id).rules[rule_index]
+    outcome = _sync_rule(session_id, rule_index, rule, retries, limited)
+    outcome.key, outcome.target = spec.key, spec.target.text
+    return outcome_state(rule, outcome.images, outcome.error, outcome)
+
+
+def _sync_rule(
+    session_id: str, rule_index: int, rule: str, retries: int, limited: bool
+) -> RuleOutcome:
     logger = get_run_logger()
     try:
         check = _check(session_id, rule_index, rule, retries)

@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as a script: make `flows` and `syncer_core`
 
 from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.settings import (
     PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
@@ -36,10 +37,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.fanout import dispatch_shards, publish_results, shard_rules
 from flows.limits import ensure_registry_limits, install_secret_resolver
 from flows.rule import RuleOutcome, sync_rule
+from flows.states import run_state, state_data
 from syncer_core.platform import PlatformFilter
 from syncer_core.runconfig import RunConfig, load_run_config
 from syncer_core.sync.engine import describe_error
-from syncer_core.sync.results import SyncReport
+from syncer_core.sync.results import RuleEntry, SyncReport, plural
 from syncer_core.sync.session import SyncOptions, SyncSession, close_session, register_session
 
 __all__ = ["sync_images"]
@@ -48,7 +50,7 @@ ARTIFACT_KEY = "image-sync-report"
 
 
 def _run_rule(
-    rule_flow: Flow[..., RuleOutcome],
+    rule_flow: Flow[..., State[RuleOutcome]],
     session_id: str,
     index: int,
     name: str,
@@ -56,9 +58,16 @@ def _run_rule(
     limited: bool,
 ) -> RuleOutcome:
     try:
-        return rule_flow(session_id, index, name, retries, limited)
+        state: State[RuleOutcome] = rule_flow(
+            session_id, index, name, retries, limited, return_state=True
+        )
+        outcome = state_data(state)
     except Exception as error:  # noqa: BLE001 - one rule's crash must not stop the others
-        return RuleOutcome(rule=name, error=describe_error(error))
+        outcome = error
+    if isinstance(outcome, RuleOutcome):
+        return outcome
+    reason = describe_error(outcome) if isinstance(outcome, BaseException) else repr(outcome)
+    return RuleOutcome(rule=name, error=reason)
 
 
 def _run_rules(
@@ -146,8 +155,8 @@ def sync_images(
     dispatch_to: str | None = None,
     shards: int = 0,
     shard: list[int] | None = None,
-) -> SyncReport:
-    """Mirror every image the rules name.
+) -> State[SyncReport]:
+    """Mirror every image the rules name; the run ends Failed when any image or rule failed.
 
     Args:
         images: path of the images file (rules).
@@ -171,7 +180,7 @@ def sync_images(
         shard: rule indices this run handles (set by the dispatcher).
 
     Returns:
-        The report of every image and rule.
+        A Completed or Failed state carrying the report of every image and rule.
     """
     logger = get_run_logger()
     started = time.monotonic()
@@ -180,7 +189,7 @@ def sync_images(
     platforms = PlatformFilter.from_flags(os_filter or [], arch_filter or [])
     options = SyncOptions(proc=proc, force=force, dry_run=dry_run, platforms=platforms)
     rules = run_config.rules.rules
-    logger.info("%d rules; proc %d; %s", len(rules), proc, platforms)
+    logger.info("%s; proc %d; %s", plural(len(rules), "rule"), proc, platforms)
     if dispatch_to:
         # The shards get this run's own parameters (whatever they are), with
         # their rule indices set and dispatching off (`fanout._run_shard`).
@@ -192,15 +201,24 @@ def sync_images(
         outcomes = _run_here(run_config, options, shard, retries, rule_concurrency, registry_limit)
         if shard is not None:  # the dispatcher reads a shard's results from this table
             publish_results(outcomes)
-    report = SyncReport(seconds=time.monotonic() - started)
-    for outcome in outcomes:
-        report.images.extend(outcome.images)
-        if outcome.error is not None:
-            report.rule_errors[outcome.rule] = outcome.error
+    report = _report(outcomes, time.monotonic() - started)
     create_markdown_artifact(report.markdown(), key=ARTIFACT_KEY, description=report.summary())
     for line in report.failure_lines():
         logger.error(line)
     logger.info("Synchronization finished: %s", report.summary())
+    return run_state(report)
+
+
+def _report(outcomes: list[RuleOutcome], seconds: float) -> SyncReport:
+    report = SyncReport(seconds=seconds)
+    for outcome in outcomes:
+        report.images.extend(outcome.images)
+        if outcome.error is not None:
+            report.rule_errors[outcome.rule] = outcome.error
+            if outcome.key:
+                report.rule_entries[outcome.rule] = RuleEntry(
+                    key=outcome.key, target=outcome.target
+                )
     return report
 
 

@@ -16,10 +16,12 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.runtime import task_run as runtime_task_run
 
 from flows.limits import registry_slot
-from syncer_core.errors import TransientRegistryError
+from flows.states import error_state, outcome_state
+from syncer_core.errors import SyncerError, TransientRegistryError
 from syncer_core.sync.check import RuleCheck, check_rule
 from syncer_core.sync.engine import execute_plan
 from syncer_core.sync.inspect import ImagePlan
@@ -59,10 +61,13 @@ def _copy_run_name() -> str:
     cache_policy=NO_CACHE,
     retry_condition_fn=retry_transient,
 )
-def check_rule_task(session_id: str, rule_index: int, rule: str, retries: int = 0) -> RuleCheck:
+def check_rule_task(
+    session_id: str, rule_index: int, rule: str, retries: int = 0
+) -> State[RuleCheck]:
     """List the rule's source tags and HEAD-compare its images; plan the changed ones.
 
-    A broken image becomes a failed result and never fails the check. A
+    A broken image becomes a failed result, so the other images go on; the
+    task then ends Failed (naming it) but still carries the whole check. A
     transient failure (5xx, timeout, 429) fails the task while Prefect
     retries remain, so the rule is checked again; the last attempt reports it.
 
@@ -73,7 +78,8 @@ def check_rule_task(session_id: str, rule_index: int, rule: str, retries: int = 
         retries: the retries this task was given.
     """
     raise_transient = runtime_task_run.run_count <= retries
-    return check_rule(get_session(session_id), rule_index, raise_transient=raise_transient)
+    check = check_rule(get_session(session_id), rule_index, raise_transient=raise_transient)
+    return outcome_state(rule, check.found, check.error, check, verb="failed the check")
 
 
 @task(
@@ -82,10 +88,15 @@ def check_rule_task(session_id: str, rule_index: int, rule: str, retries: int = 
     cache_policy=NO_CACHE,
     retry_condition_fn=retry_transient,
 )
-def copy_image_task(session_id: str, plan: ImagePlan, limit: str | None = None) -> ImageResult:
+def copy_image_task(
+    session_id: str, plan: ImagePlan, limit: str | None = None
+) -> ImageResult | State[BaseException]:
     """Copy one changed image: missing blobs (skip → mount → stream), children, the tag.
 
-    A retry starts over cheaply: blobs already placed are skips in the ledger.
+    A registry error ends the task Failed with the error's reason as the
+    state's message (the error is its data, so only transient ones are
+    retried). A retry starts over cheaply: blobs already placed are skips in
+    the ledger.
 
     Args:
         session_id: the run's session in this process.
@@ -93,4 +104,7 @@ def copy_image_task(session_id: str, plan: ImagePlan, limit: str | None = None) 
         limit: a global concurrency limit to hold a slot of per blob copy
             (`registry:<host>`), or None.
     """
-    return execute_plan(get_session(session_id), plan, slot=lambda: registry_slot(limit))
+    try:
+        return execute_plan(get_session(session_id), plan, slot=lambda: registry_slot(limit))
+    except SyncerError as error:
+        return error_state(error)

@@ -25,7 +25,7 @@ __all__ = ["Inspection", "RuleCheck", "check_rule"]
 Inspection = Unchanged | ImagePlan | ImageResult
 
 
-@dataclass
+@dataclass(repr=False)
 class RuleCheck:
     """The checked rule: every job's inspection, or why the whole rule failed."""
 
@@ -33,6 +33,10 @@ class RuleCheck:
     found: list[Inspection] = field(default_factory=list)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        # Orchestrators log a failed check with its repr: one short line, not every plan.
+        return f"RuleCheck({self.rule!r}, found={len(self.found)}, error={self.error!r})"
 
 
 def _listing(session: SyncSession, repository: str) -> list[str]:

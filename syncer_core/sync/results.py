@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 
@@ -15,9 +15,15 @@ __all__ = [
     "BlobOutcome",
     "ImageResult",
     "ImageStatus",
+    "RuleEntry",
     "SyncReport",
+    "failure_message",
+    "plural",
     "write_private_file",
 ]
+
+#: Failed images named in a one-line failure message (the rest are counted).
+_NAMED_FAILURES = 3
 
 
 class ImageStatus(StrEnum):
@@ -58,11 +64,29 @@ class ImageResult(BaseModel):
     seconds: float = 0.0
 
 
+class RuleEntry(BaseModel):
+    """A rule as the images file wrote it: its source key and one destination."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    target: str
+
+
 class SyncReport(BaseModel):
-    """Everything a run did, with the summary users read and the files they ask for."""
+    """Everything a run did, with the summary users read and the files they ask for.
+
+    Attributes:
+        images: every image's result.
+        rule_errors: rules that failed before their images were known, with the reason.
+        rule_entries: the images-file entry of each failed rule, so that
+            `--output-failed-images` can hand the rule itself back.
+        seconds: the run's duration.
+    """
 
     images: list[ImageResult] = Field(default_factory=list)
     rule_errors: dict[str, str] = Field(default_factory=dict)
+    rule_entries: dict[str, RuleEntry] = Field(default_factory=dict)
     seconds: float = 0.0
 
     def count(self, status: ImageStatus) -> int:
@@ -98,7 +122,7 @@ class SyncReport(BaseModel):
         if planned:
             images += f" / would sync {planned}"
         if self.rule_errors:
-            images += f" (+{len(self.rule_errors)} rules failed)"
+            images += f" (+{plural(len(self.rule_errors), 'rule')} failed)"
         return (
             f"{images}; blobs copied {total('blobs_copied')} / mounted "
             f"{total('blobs_mounted')} / skipped {total('blobs_skipped')}; "
@@ -111,15 +135,40 @@ class SyncReport(BaseModel):
         lines += [f"{i.source} -> {i.target} failed: {i.reason}" for i in self.failed]
         return lines
 
+    def failure_message(self) -> str | None:
+        """`k of n images failed in m rules: ...` naming the first failures; None if none."""
+        failed_rules = {i.rule for i in self.failed} | set(self.rule_errors)
+        if not failed_rules:
+            return None
+        head = (
+            f"{len(self.failed)} of {plural(len(self.images), 'image')} failed in "
+            f"{plural(len(failed_rules), 'rule')}"
+        )
+        return failure_message(self.failed, self.rule_errors, head)
+
     def image_map(self, statuses: Iterable[ImageStatus]) -> dict[str, list[str]]:
-        """`source -> [targets]`: the images-file shape, reusable as `--images`."""
+        """`source -> [targets]`: the images-file shape, reusable as `--images`.
+
+        With FAILED among `statuses`, a rule that failed before its images were
+        known (its listing, say) is included as the rule itself, so the file
+        retries it whole.
+        """
         wanted = set(statuses)
         mapping: dict[str, list[str]] = {}
+
+        def add(source: str, target: str) -> None:
+            targets = mapping.setdefault(source, [])
+            if target not in targets:
+                targets.append(target)
+
         for image in self.images:
             if image.status in wanted:
-                targets = mapping.setdefault(image.source, [])
-                if image.target not in targets:
-                    targets.append(image.target)
+                add(image.source, image.target)
+        if ImageStatus.FAILED in wanted:
+            for rule in self.rule_errors:
+                entry = self.rule_entries.get(rule)
+                if entry is not None:
+                    add(entry.key, entry.target)
         return mapping
 
     def write_images_file(self, path: Path, statuses: Iterable[ImageStatus], fmt: str) -> None:
@@ -150,6 +199,27 @@ class SyncReport(BaseModel):
         for rule, reason in self.rule_errors.items():
             rows.append(f"| `{rule}` | | rule failed | | | {reason.replace('|', '/')[:300]} |")
         return f"**{self.summary()}**\n\n" + "\n".join(rows)
+
+
+def plural(count: int, word: str) -> str:
+    """`1 image`, `2 images`: the count with the word in the right number."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def failure_message(
+    failed: Sequence[ImageResult], rule_errors: Mapping[str, str], head: str
+) -> str:
+    """`head: <first failures with their reasons>[, and N more]`, one line for a state message."""
+    named = [f"rule {rule} ({reason})" for rule, reason in rule_errors.items()]
+    named += [f"{image.target} ({image.reason})" for image in failed]
+    shown = "; ".join(_clip(text) for text in named[:_NAMED_FAILURES])
+    more = len(named) - _NAMED_FAILURES
+    return f"{head}: {shown}" + (f"; and {more} more" if more > 0 else "")
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def write_private_file(path: Path, text: str) -> None:

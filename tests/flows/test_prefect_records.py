@@ -82,7 +82,13 @@ def test_embedded_api_run_is_fully_recorded_after_the_process_exits(
         f"rule {S}/team/app -> {D}/mirror/app",
         f"rule {S}/team/broken:v1 -> {D}/mirror/broken",
     ]
-    assert {run["state_type"] for run in flow_runs} == {"COMPLETED"}
+    # What Prefect shows is the truth: the broken image fails its rule and the run.
+    states = {run["name"]: run["state_type"] for run in flow_runs}
+    assert states == {
+        parent["name"]: "FAILED",
+        f"rule {S}/team/app -> {D}/mirror/app": "COMPLETED",
+        f"rule {S}/team/broken:v1 -> {D}/mirror/broken": "FAILED",
+    }
 
     task_runs = _rows(db, "SELECT id, name, flow_run_id, state_type FROM task_run")
     # Each subflow hangs off a task run of the parent flow; the parent has no other tasks.

@@ -28,15 +28,38 @@ __all__ = ["build_parser", "main"]
 log = logging.getLogger("image_syncer")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows a flag's default once, and only when it has one worth showing.
+
+    argparse's `ArgumentDefaultsHelpFormatter` printed "(default: None)" for
+    required and optional-file flags alike, and a second default after help
+    texts that already said theirs.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; `-h` documents every flag with its default."""
+    """The argument parser; `-h` marks the required flag and shows each default once."""
     p = argparse.ArgumentParser(
         prog="image-syncer",
         description="Mirror container images between registries (a Prefect flow).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
-    p.add_argument("--auth", help="auth file (YAML/JSON): registry[/namespace] -> credentials")
-    p.add_argument("--images", help="images file (YAML/JSON): source -> destination(s)")
+    p.add_argument(
+        "--auth",
+        help="auth file (YAML/JSON): registry[/namespace] -> credentials "
+        "(default: only ~/.docker/config.json)",
+    )
+    p.add_argument(
+        "--images",
+        help="images file (YAML/JSON): source -> destination(s); required unless --config",
+    )
     p.add_argument(
         "--config",
         help="legacy file with auth: and images: sections (--auth/--images are then ignored)",
@@ -71,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="check and plan only: print what would be copied, push nothing",
+        help="check and plan only: print per image what would be copied, mounted and "
+        "pushed; push nothing",
     )
     p.add_argument("--log", metavar="FILE", help="also write logs to FILE")
     p.add_argument(
@@ -80,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write synced and unchanged images as an images file",
     )
     p.add_argument(
-        "--output-failed-images", metavar="FILE", help="write failed images as an images file"
+        "--output-failed-images",
+        metavar="FILE",
+        help="write failed images, and rules that failed whole, as an images file to retry",
     )
     p.add_argument(
         "--output-images-format",
@@ -244,6 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("image-syncer: run failed: %s: %s", type(error).__name__, error)
         return 1
     _write_outputs(args, report)
+    for image in report.images:
+        if image.status == ImageStatus.PLANNED:
+            print(f"PLAN {image.source} -> {image.target}: {image.reason}")
     for line in report.failure_lines():
         print(f"FAILED {line}")
     print(f"Synchronization finished: {report.summary()}")

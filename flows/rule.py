@@ -21,15 +21,15 @@ from flows.limits import registry_limit_name
 from flows.states import outcome_state, state_data
 from flows.tasks import check_rule_task, copy_image_task
 from syncer_core.sync.check import Inspection, RuleCheck
+from syncer_core.sync.dryrun import planned_result
 from syncer_core.sync.engine import (
     describe_error,
     failed_result,
-    planned_result,
     unchanged_result,
 )
 from syncer_core.sync.inspect import ImagePlan, Unchanged
 from syncer_core.sync.results import ImageResult
-from syncer_core.sync.session import get_session
+from syncer_core.sync.session import SyncSession, get_session
 
 __all__ = ["RuleOutcome", "sync_rule"]
 
@@ -96,9 +96,10 @@ def _copy_images(
 
 
 def _sort_inspections(
-    found: Sequence[Inspection], dry_run: bool
+    session: SyncSession, found: Sequence[Inspection]
 ) -> tuple[list[ImageResult], list[ImagePlan]]:
     """Split check outcomes into final results and plans still to execute."""
+    dry_run = session.options.dry_run
     results: list[ImageResult] = []
     plans: list[ImagePlan] = []
     for item in found:
@@ -107,7 +108,7 @@ def _sort_inspections(
         elif isinstance(item, ImageResult):
             results.append(item)
         elif dry_run:
-            results.append(planned_result(item))
+            results.append(planned_result(session, item))
         else:
             plans.append(item)
     return results, plans
@@ -149,7 +150,7 @@ def _sync_rule(
     if not check.found:
         logger.info("rule %s: nothing matched", rule)
         return RuleOutcome(rule=rule)
-    results, plans = _sort_inspections(check.found, get_session(session_id).options.dry_run)
+    results, plans = _sort_inspections(get_session(session_id), check.found)
     if plans:
         results.extend(_copy_images(session_id, plans, retries, limited))
     for result in results:

@@ -16,7 +16,8 @@ from typing import Any
 
 from syncer_core.errors import SyncerError
 from syncer_core.plan import SyncJob
-from syncer_core.sync.inspect import BlobTransfer, ImagePlan, Unchanged, inspect_job
+from syncer_core.sync.dryrun import planned_result, unique_blobs
+from syncer_core.sync.inspect import ImagePlan, Unchanged, inspect_job
 from syncer_core.sync.results import BlobOutcome, ImageResult, ImageStatus
 from syncer_core.sync.session import SyncSession
 from syncer_core.sync.transfer import copy_blob, push_manifest
@@ -25,7 +26,6 @@ __all__ = [
     "describe_error",
     "execute_plan",
     "failed_result",
-    "planned_result",
     "run_jobs",
     "synced_result",
     "unchanged_result",
@@ -61,28 +61,6 @@ def failed_result(job: SyncJob, error: BaseException | str, seconds: float = 0.0
     """Result of a job that failed, with its reason."""
     reason = error if isinstance(error, str) else describe_error(error)
     return _result(job, ImageStatus.FAILED, reason=reason, seconds=seconds)
-
-
-def _unique_blobs(plan: ImagePlan) -> list[BlobTransfer]:
-    """The plan's blobs, once each per destination repository (children may share layers)."""
-    unique: dict[tuple[str, str], BlobTransfer] = {}
-    for blob in plan.blobs:
-        unique.setdefault((blob.target.name, blob.digest), blob)
-    return list(unique.values())
-
-
-def planned_result(plan: ImagePlan) -> ImageResult:
-    """`--dry-run` result: what would be copied (each blob once, as `execute_plan` would)."""
-    blobs = _unique_blobs(plan)
-    reason = f"would copy {len(blobs)} blobs and push {len(plan.children) + 1} manifests"
-    return _result(
-        plan.job,
-        ImageStatus.PLANNED,
-        reason="; ".join([reason, *plan.notes]),
-        digest=plan.top.manifest.digest,
-        blobs_skipped=plan.blobs_present,
-        bytes=sum(b.size for b in blobs),
-    )
 
 
 def synced_result(
@@ -121,7 +99,7 @@ def execute_plan(
     started = time.monotonic()
     futures = [
         session.blobs.submit(contextvars.copy_context().run, copy_blob, session, blob, slot)
-        for blob in _unique_blobs(plan)
+        for blob in unique_blobs(plan)
     ]
     wait(futures)
     outcomes: list[BlobOutcome] = [future.result() for future in futures]
@@ -139,7 +117,7 @@ def _sync_one(session: SyncSession, job: SyncJob) -> ImageResult:
         if isinstance(found, Unchanged):
             return unchanged_result(found, time.monotonic() - started)
         if session.options.dry_run:
-            return planned_result(found)
+            return planned_result(session, found)
         return execute_plan(session, found)
     except SyncerError as error:
         return failed_result(job, error, time.monotonic() - started)

@@ -18,6 +18,7 @@ __all__ = [
     "RuleEntry",
     "SyncReport",
     "failure_message",
+    "human_size",
     "plural",
     "write_private_file",
 ]
@@ -126,7 +127,7 @@ class SyncReport(BaseModel):
         return (
             f"{images}; blobs copied {total('blobs_copied')} / mounted "
             f"{total('blobs_mounted')} / skipped {total('blobs_skipped')}; "
-            f"{_human(total('bytes'))}; {self.seconds:.1f}s"
+            f"{human_size(total('bytes'))}; {self.seconds:.1f}s"
         )
 
     def failure_lines(self) -> list[str]:
@@ -193,7 +194,7 @@ class SyncReport(BaseModel):
         for i in self.images:
             reason = i.reason.replace("|", "\\|").replace("\n", " ")[:300]
             rows.append(
-                f"| `{i.source}` | `{i.target}` | {i.status.value} | {_human(i.bytes)} | "
+                f"| `{i.source}` | `{i.target}` | {i.status.value} | {human_size(i.bytes)} | "
                 f"{i.blobs_copied}/{i.blobs_mounted}/{i.blobs_skipped} | {reason} |"
             )
         for rule, reason in self.rule_errors.items():
@@ -233,7 +234,8 @@ def write_private_file(path: Path, text: str) -> None:
         os.close(fd)
 
 
-def _human(size: int) -> str:
+def human_size(size: int) -> str:
+    """`512 B`, `6.0 MiB`: a byte count as people read it."""
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":

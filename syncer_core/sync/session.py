@@ -165,6 +165,8 @@ class SyncSession:
         self._listing_locks: dict[str, threading.Lock] = {}
         self._listings_lock = threading.Lock()
         self.ledger = BlobLedger()
+        #: `--dry-run`: what planned images would have placed (never real content).
+        self.planned = BlobLedger()
         self.transfers = threading.BoundedSemaphore(max(1, self.options.proc))
         # One bounded pool for every check of the run, sized like a client's
         # connection pool: per-batch pools made hundreds of threads convoy on

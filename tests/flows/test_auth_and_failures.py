@@ -64,6 +64,8 @@ def test_htpasswd_and_token_registries_work_and_wrong_credentials_fail_only_thei
             f"{S}/team/app:v1": [f"{H}/{ns}/good", f"{H}/{ns}-bad/app"],
             f"{S}/team/app:v2": [f"{T}/{ns}/good", f"{T}/{ns}-bad/app"],
             f"{T}/{ns}/origin:v1": f"{D}/mirror/from-token",
+            # Fails whole: listing its tags needs the (wrong) credentials.
+            f"{H}/{ns}-bad/listed": f"{D}/mirror/never",
         },
         "--output-failed-images",
         str(failed_file),
@@ -87,9 +89,14 @@ def test_htpasswd_and_token_registries_work_and_wrong_credentials_fail_only_thei
     assert tag_digests(registry_htpasswd, f"{ns}/good") == {"v1": v1.digest}
     assert tag_digests(registry_token, f"{ns}/good") == {"v2": v2.digest}
     assert tag_digests(dst, "mirror/from-token") == {"v1": origin.digest}
+    (listing_error,) = run.report["rule_errors"].values()
+    assert "AuthenticationError" in listing_error
+    # The failed images, and the rule that failed before its images were known as itself:
+    # fed back as --images, this file retries exactly what failed.
     assert json.loads(failed_file.read_text()) == {
         f"{S}/team/app:v1": [f"{H}/{ns}-bad/app:v1"],
         f"{S}/team/app:v2": [f"{T}/{ns}-bad/app:v2"],
+        f"{H}/{ns}-bad/listed": [f"{D}/mirror/never"],
     }
     everything = run.stdout + run.stderr + json.dumps(run.report)
     for secret in (wrong, registry_htpasswd.password, registry_token.password):

@@ -133,17 +133,23 @@ def test_layer_shared_by_two_repositories_is_uploaded_once_then_mounted(
     assert tag_digests(dst, "mirror/b") == {"v1": image_b.digest}
 
 
-def test_dry_run_reports_what_would_be_copied_and_pushes_nothing(
+def test_dry_run_prints_the_plan_per_image_and_pushes_nothing(
     sync: Syncer, src: RegistryServer, dst: RegistryServer
 ):
     S, D = src.host, dst.host
     present, missing = build_image(330), build_image(331, layer_sizes=(100, 200, 300))
     seed(src, "team/app", ["v1"], present)
     seed(src, "team/app", ["v2"], missing)
+    seed(src, "team/copy", ["v2"], missing)  # same blobs, another destination repository
     seed(dst, "mirror/app", ["v1"], present)
     at_dst = RequestMark(dst)
 
-    run = sync.run({f"{S}/team/app": f"{D}/mirror/app"}, "--dry-run")
+    run = sync.run(
+        {f"{S}/team/app": f"{D}/mirror/app", f"{S}/team/copy:v2": f"{D}/mirror/copy"},
+        "--dry-run",
+        "--rule-concurrency",
+        "1",
+    )
 
     assert run.code == 0, run.describe()
     results = run.by_target()
@@ -151,8 +157,23 @@ def test_dry_run_reports_what_would_be_copied_and_pushes_nothing(
     planned = results[f"{D}/mirror/app:v2"]
     assert planned["status"] == "planned"
     assert planned["digest"] == missing.digest
-    assert "would copy 4 blobs and push 1 manifests" in planned["reason"]
+    assert (planned["blobs_copied"], planned["blobs_mounted"], planned["manifests_pushed"]) == (
+        4,
+        0,
+        1,
+    )
     assert planned["bytes"] == missing.blob_bytes
+    # One rule at a time, in file order: the second repository would mount what the first brings.
+    again = results[f"{D}/mirror/copy:v2"]
+    assert (again["blobs_copied"], again["blobs_mounted"], again["bytes"]) == (0, 4, 0)
+    plan_lines = sorted(line for line in run.stdout.splitlines() if line.startswith("PLAN "))
+    assert plan_lines == [
+        f"PLAN {S}/team/app:v2 -> {D}/mirror/app:v2: would copy 4 blobs "
+        f"({missing.blob_bytes / 1024:.1f} KiB), mount 0, push 1 manifest",
+        f"PLAN {S}/team/copy:v2 -> {D}/mirror/copy:v2: would copy 0 blobs (0 B), mount 4, "
+        "push 1 manifest",
+    ]
     assert writes(at_dst.since()) == []
     assert tag_digests(dst, "mirror/app") == {"v1": present.digest}
-    assert "would sync 1" in run.stdout
+    assert tag_digests(dst, "mirror/copy") == {}
+    assert "would sync 2" in run.stdout

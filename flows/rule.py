@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.client.schemas.objects import State
 from pydantic import BaseModel, Field
 
+from flows.events import image_events
 from flows.limits import registry_limit_name
 from flows.states import outcome_state, state_data
 from flows.tasks import check_rule_task, copy_image_task
@@ -28,7 +29,7 @@ from syncer_core.sync.engine import (
     unchanged_result,
 )
 from syncer_core.sync.inspect import ImagePlan, Unchanged
-from syncer_core.sync.results import ImageResult
+from syncer_core.sync.results import ImageResult, ImageStatus
 from syncer_core.sync.session import SyncSession, get_session
 
 __all__ = ["RuleOutcome", "sync_rule"]
@@ -130,7 +131,22 @@ def sync_rule(
     spec = get_session(session_id).rules[rule_index]
     outcome = _sync_rule(session_id, rule_index, rule, retries, limited)
     outcome.key, outcome.target = spec.key, spec.target.text
+    image_events(session_id, outcome.images or _rule_failure(outcome))
     return outcome_state(rule, outcome.images, outcome.error, outcome)
+
+
+def _rule_failure(outcome: RuleOutcome) -> list[ImageResult]:
+    """A rule that failed before its images were known, as one failed result (for events)."""
+    if outcome.error is None:
+        return []
+    failure = ImageResult(
+        rule=outcome.rule,
+        source=outcome.key,
+        target=outcome.target,
+        status=ImageStatus.FAILED,
+        reason=outcome.error,
+    )
+    return [failure]
 
 
 def _sync_rule(

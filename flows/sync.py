@@ -34,6 +34,7 @@ from prefect.settings import (
 )
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.events import open_image_events
 from flows.fanout import dispatch_shards, publish_results, shard_rules
 from flows.limits import ensure_registry_limits, install_secret_resolver
 from flows.rule import RuleOutcome, sync_rule
@@ -133,7 +134,8 @@ def _run_here(
     register_session(session)
     try:
         concurrency = rule_concurrency or default_rule_concurrency()
-        return _run_rules(session, indices, retries, concurrency, limited)
+        with open_image_events(session.id):
+            return _run_rules(session, indices, retries, concurrency, limited)
     finally:
         close_session(session.id)
 

@@ -1,0 +1,187 @@
+"""One Prefect event per image outcome, posted in batches from one background thread.
+
+Automations and notifications react to events, so every image a run handles
+becomes one: `image-syncer.image.synced`, `.skipped` or `.failed`, about the
+resource `image-syncer.image.<destination reference>` (labelled with its
+source, digest and rule), related to the rule's and the run's flow runs (and
+the deployment, if any), with bytes, blob counts and the reason as payload.
+A rule that failed before its images were known is one `failed` event about
+its destination.
+
+Cost is the design constraint: a nightly no-op of thousands of tags emits
+thousands of events. Prefect's `emit_event` builds and validates an `Event`
+on the calling thread (~0.23 ms each measured here: 1.2 s for 5,000 tags,
+on the rule's own thread). Here a rule only appends plain dicts to a queue;
+one sender thread posts them to the API's batch endpoint (`POST /events`,
+up to `BATCH` per request), and the run waits for the last batch before it
+ends. A failing events API is logged once and never fails a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+from prefect.events.worker import should_emit_events
+
+from syncer_core.sync.results import ImageResult, ImageStatus
+
+__all__ = ["EVENT_PREFIX", "ImageEventSender", "image_events", "open_image_events"]
+
+EVENT_PREFIX = "image-syncer.image"
+#: Events per request: well under the API's body limits, few requests per run.
+BATCH = 500
+_STOP = object()
+_SENDERS: dict[str, ImageEventSender] = {}
+_SENDERS_LOCK = threading.Lock()
+log = logging.getLogger("image_syncer.events")
+
+
+def _run_resource(context: FlowRunContext | None, role: str) -> list[dict[str, str]]:
+    """The flow run of `context` (and its deployment, if any) as related resources."""
+    if context is None or context.flow_run is None:
+        return []
+    run = context.flow_run
+    related = [
+        {
+            "prefect.resource.id": f"prefect.flow-run.{run.id}",
+            "prefect.resource.role": role,
+            "prefect.resource.name": run.name,
+        }
+    ]
+    if run.deployment_id is not None:
+        related.append(
+            {
+                "prefect.resource.id": f"prefect.deployment.{run.deployment_id}",
+                "prefect.resource.role": "deployment",
+            }
+        )
+    return related
+
+
+def image_event(result: ImageResult, related: list[dict[str, str]]) -> dict[str, Any]:
+    """The event of one image outcome, as the JSON the events API takes."""
+    return {
+        "id": str(uuid.uuid4()),
+        "occurred": datetime.now(UTC).isoformat(),
+        "event": f"{EVENT_PREFIX}.{result.status.value}",
+        "resource": {
+            "prefect.resource.id": f"{EVENT_PREFIX}.{result.target}",
+            "prefect.resource.name": result.target,
+            "image-syncer.source": result.source,
+            "image-syncer.digest": result.digest or "",
+            "image-syncer.rule": result.rule,
+        },
+        "related": related,
+        "payload": {
+            "reason": result.reason,
+            "bytes": result.bytes,
+            "blobs_copied": result.blobs_copied,
+            "blobs_mounted": result.blobs_mounted,
+            "blobs_skipped": result.blobs_skipped,
+            "manifests_pushed": result.manifests_pushed,
+            "seconds": round(result.seconds, 3),
+        },
+    }
+
+
+class ImageEventSender:
+    """A queue of image outcomes and the one thread that posts them as events in batches.
+
+    Args:
+        related: resources every event relates to (the run's flow run, its deployment).
+        batch: events per request at most.
+        linger: how long the sender waits for more events before posting a short batch.
+    """
+
+    def __init__(
+        self, related: list[dict[str, str]], batch: int = BATCH, linger: float = 0.05
+    ) -> None:
+        self._related = related
+        self._batch = batch
+        self._linger = linger
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._warned = False
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, name="image-syncer-events", daemon=True)
+        self._thread.start()
+
+    def add(self, results: Sequence[ImageResult], related: list[dict[str, str]]) -> None:
+        """Queue the synced, skipped and failed images (dry-run plans are not events).
+
+        Only a tuple per image on the caller's thread: the events are built by the sender.
+        """
+        for result in results:
+            if result.status != ImageStatus.PLANNED:
+                self._queue.put((result, related))
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Send what is queued, then stop the thread (waiting at most `timeout`)."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        with get_client(sync_client=True) as client:
+            stopping = False
+            while not stopping:
+                batch, stopping = self._take()
+                if batch:
+                    self._post(client, batch)
+
+    def _take(self) -> tuple[list[dict[str, Any]], bool]:
+        """Block for one outcome, then take what follows within `linger`, up to a batch."""
+        item = self._queue.get()
+        batch: list[dict[str, Any]] = []
+        while item is not _STOP:
+            result, related = item
+            unique = {r["prefect.resource.id"]: r for r in (*related, *self._related)}
+            batch.append(image_event(result, list(unique.values())))
+            if len(batch) >= self._batch:
+                return batch, False
+            try:
+                item = self._queue.get(timeout=self._linger)
+            except queue.Empty:
+                return batch, False
+        return batch, True
+
+    def _post(self, client: Any, batch: list[dict[str, Any]]) -> None:
+        try:
+            client.request("POST", "/events", json=batch).raise_for_status()
+            self.sent += len(batch)
+        except Exception as error:  # noqa: BLE001 - events are best effort, the run goes on
+            if not self._warned:
+                log.warning("could not send image events to the Prefect API: %s", error)
+                self._warned = True
+
+
+@contextmanager
+def open_image_events(session_id: str) -> Iterator[ImageEventSender | None]:
+    """A sender for the run with this session, flushed and stopped when the block ends."""
+    if not should_emit_events():
+        yield None
+        return
+    sender = ImageEventSender(_run_resource(FlowRunContext.get(), "run"))
+    with _SENDERS_LOCK:
+        _SENDERS[session_id] = sender
+    try:
+        yield sender
+    finally:
+        with _SENDERS_LOCK:
+            _SENDERS.pop(session_id, None)
+        sender.close()
+
+
+def image_events(session_id: str, results: Sequence[ImageResult]) -> None:
+    """Queue the events of `results`, related to the current (rule) flow run."""
+    with _SENDERS_LOCK:
+        sender = _SENDERS.get(session_id)
+    if sender is not None:
+        sender.add(results, _run_resource(FlowRunContext.get(), "flow-run"))

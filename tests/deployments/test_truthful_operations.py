@@ -40,7 +40,7 @@ class Receiver:
         self.bodies = bodies
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 bodies.append(self.rfile.read(length).decode())
                 self.send_response(204)

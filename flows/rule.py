@@ -87,6 +87,9 @@ def _copy_images(
     started = time.monotonic()
     limits = [registry_limit_name(p.job.target.registry) if limited else None for p in plans]
     futures = _retrying(copy_image_task, retries).map(unmapped(session_id), plans, limits)
+    progress = get_session(session_id).progress
+    for future in futures:  # counted when each image's task is final, retries included
+        future.add_done_callback(lambda _: progress.image_done())
     results: list[ImageResult] = []
     for plan, future in zip(plans, futures, strict=True):
         try:
@@ -166,7 +169,9 @@ def _sync_rule(
     if not check.found:
         logger.info("rule %s: nothing matched", rule)
         return RuleOutcome(rule=rule)
-    results, plans = _sort_inspections(get_session(session_id), check.found)
+    session = get_session(session_id)
+    results, plans = _sort_inspections(session, check.found)
+    session.progress.images_found(len(check.found), done=len(results))
     if plans:
         results.extend(_copy_images(session_id, plans, retries, limited))
     for result in results:

@@ -37,6 +37,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.events import open_image_events
 from flows.fanout import dispatch_shards, publish_results, shard_rules
 from flows.limits import ensure_registry_limits, install_secret_resolver
+from flows.progress import report_progress
 from flows.rule import RuleOutcome, sync_rule
 from flows.states import run_state, state_data
 from syncer_core.platform import PlatformFilter
@@ -134,7 +135,7 @@ def _run_here(
     register_session(session)
     try:
         concurrency = rule_concurrency or default_rule_concurrency()
-        with open_image_events(session.id):
+        with open_image_events(session.id), report_progress(session.progress, get_run_logger()):
             return _run_rules(session, indices, retries, concurrency, limited)
     finally:
         close_session(session.id)

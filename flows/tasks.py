@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.runtime import task_run as runtime_task_run
@@ -23,9 +23,10 @@ from flows.limits import registry_slot
 from flows.states import error_state, outcome_state
 from syncer_core.errors import SyncerError, TransientRegistryError
 from syncer_core.sync.check import RuleCheck, check_rule
+from syncer_core.sync.dryrun import unique_blobs
 from syncer_core.sync.engine import execute_plan
 from syncer_core.sync.inspect import ImagePlan
-from syncer_core.sync.results import ImageResult
+from syncer_core.sync.results import ImageResult, human_size, plural
 from syncer_core.sync.session import get_session
 
 __all__ = ["check_rule_task", "copy_image_task", "retry_transient"]
@@ -104,7 +105,16 @@ def copy_image_task(
         limit: a global concurrency limit to hold a slot of per blob copy
             (`registry:<host>`), or None.
     """
+    logger = get_run_logger()
+    moving = [blob.size for blob in unique_blobs(plan)]
+    target = plan.job.target
+    logger.info("copying %s: %s, %s", target, plural(len(moving), "blob"), human_size(sum(moving)))
     try:
-        return execute_plan(get_session(session_id), plan, slot=lambda: registry_slot(limit))
+        result = execute_plan(get_session(session_id), plan, slot=lambda: registry_slot(limit))
     except SyncerError as error:
         return error_state(error)
+    rate = human_size(int(result.bytes / max(result.seconds, 1e-3)))
+    logger.info(
+        "copied %s: %s in %.1f s (%s/s)", target, human_size(result.bytes), result.seconds, rate
+    )
+    return result

@@ -8,16 +8,17 @@ Python composition (used by the tests of the engine, and by anyone embedding
 from __future__ import annotations
 
 import contextvars
+import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from syncer_core.errors import SyncerError
 from syncer_core.plan import SyncJob
 from syncer_core.sync.dryrun import planned_result, unique_blobs
-from syncer_core.sync.inspect import ImagePlan, Unchanged, inspect_job
+from syncer_core.sync.inspect import BlobTransfer, ImagePlan, Unchanged, inspect_job
 from syncer_core.sync.results import BlobOutcome, ImageResult, ImageStatus
 from syncer_core.sync.session import SyncSession
 from syncer_core.sync.transfer import copy_blob, push_manifest
@@ -97,10 +98,15 @@ def execute_plan(
     a manifest is pushed only when everything it references is present.
     """
     started = time.monotonic()
-    futures = [
-        session.blobs.submit(contextvars.copy_context().run, copy_blob, session, blob, slot)
-        for blob in unique_blobs(plan)
-    ]
+    blobs = unique_blobs(plan)
+    session.progress.blobs_planned((b.target.name, b.digest, b.size) for b in blobs)
+    futures = []
+    for blob in blobs:
+        future = session.blobs.submit(
+            contextvars.copy_context().run, copy_blob, session, blob, slot
+        )
+        future.add_done_callback(functools.partial(_blob_placed, session, blob))
+        futures.append(future)
     wait(futures)
     outcomes: list[BlobOutcome] = [future.result() for future in futures]
     for child in plan.children:
@@ -110,7 +116,19 @@ def execute_plan(
     return synced_result(plan, outcomes, pushed, time.monotonic() - started)
 
 
+def _blob_placed(session: SyncSession, blob: BlobTransfer, future: Future[BlobOutcome]) -> None:
+    if future.exception() is None:
+        session.progress.blob_done(blob.target.name, blob.digest)
+
+
 def _sync_one(session: SyncSession, job: SyncJob) -> ImageResult:
+    try:
+        return _inspect_and_copy(session, job)
+    finally:
+        session.progress.image_done()
+
+
+def _inspect_and_copy(session: SyncSession, job: SyncJob) -> ImageResult:
     started = time.monotonic()
     try:
         found = inspect_job(session, job)
@@ -125,5 +143,6 @@ def _sync_one(session: SyncSession, job: SyncJob) -> ImageResult:
 
 def run_jobs(session: SyncSession, jobs: Sequence[SyncJob]) -> list[ImageResult]:
     """Sync every job; a failing image never stops the others."""
+    session.progress.images_found(len(jobs), 0)
     with ThreadPoolExecutor(max(1, session.options.proc)) as images:
         return list(images.map(lambda job: _sync_one(session, job), jobs))

@@ -28,6 +28,7 @@ from syncer_core.config.rules import SyncRule
 from syncer_core.platform import PlatformFilter
 from syncer_core.reference import Reference
 from syncer_core.registry import ClientOptions, RegistryAccess, RegistryClient, RetryPolicy
+from syncer_core.sync.progress import RunProgress
 
 __all__ = [
     "AccessLookup",
@@ -167,6 +168,8 @@ class SyncSession:
         self.ledger = BlobLedger()
         #: `--dry-run`: what planned images would have placed (never real content).
         self.planned = BlobLedger()
+        #: Counters that progress displays read (images, blobs, bytes in flight).
+        self.progress = RunProgress()
         self.transfers = threading.BoundedSemaphore(max(1, self.options.proc))
         # One bounded pool for every check of the run, sized like a client's
         # connection pool: per-batch pools made hundreds of threads convoy on

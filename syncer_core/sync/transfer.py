@@ -80,10 +80,13 @@ def _mount_or_stream(session: SyncSession, transfer: BlobTransfer) -> BlobOutcom
     src = session.client(transfer.source)
     with src.open_blob(transfer.source.repository, transfer.digest) as stream:
         size = transfer.size or stream.size
+        chunks = session.progress.track(
+            transfer.digest, str(target), size or 0, stream.iter_chunks()
+        )
         dst.push_blob(
             target.repository,
             transfer.digest,
-            stream.iter_chunks(),
+            chunks,
             size=size,
             upload_url=mount.upload_url,
         )

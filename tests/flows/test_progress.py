@@ -47,7 +47,9 @@ def slow_source(src: RegistryServer) -> Iterator[FaultProxy]:
 
 
 def _command(tmp_path: Path, source: str, dst: RegistryServer) -> list[str]:
-    images = write_document(tmp_path / "images.yaml", {f"{source}/team/big:v1": f"{dst.host}/m/big"})
+    images = write_document(
+        tmp_path / "images.yaml", {f"{source}/team/big:v1": f"{dst.host}/m/big"}
+    )
     auth = write_document(
         tmp_path / "auth.yaml", {source: {"insecure": True}, dst.host: auth_entry(dst)}
     )
@@ -76,9 +78,7 @@ def test_without_a_terminal_long_blobs_log_progress_lines_and_the_artifact_moves
     command = _command(tmp_path, slow_source.host, dst)
     env = _env(tmp_path, IMAGE_SYNCER_PROGRESS_INTERVAL="1")
 
-    result = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
-    )
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

@@ -249,6 +249,32 @@ def test_fan_out_spreads_shards_over_both_workers(
     )
 
 
+def test_fan_out_fails_when_a_shard_fails_and_the_good_shard_still_completes(
+    deployed: Deployed, demo_source: RegistryServer, destination: RegistryServer, tmp_files: Path
+) -> None:
+    from prefect.deployments import run_deployment
+
+    S, D = demo_source.host, destination.host
+    images = write_yaml(
+        tmp_files / "images.yaml",
+        {f"{S}/demo/app:1.0": f"{D}/fan/app", f"{S}/demo/oci:no-such-tag": f"{D}/fan/oci"},
+    )
+    parameters = {"images": images, "auth": auth_file(tmp_files / "auth.yaml", S, D)}
+
+    parent: Any = run_deployment(
+        "image-syncer/fan-out", parameters=parameters, timeout=RUN_TIMEOUT, poll_interval=1
+    )
+
+    assert parent.state is not None and parent.state.is_failed(), describe_run(parent)
+    assert parent.state.message.startswith("1 of 2 images failed in 1 rule: ")
+    assert f"{D}/fan/oci:no-such-tag" in parent.state.message
+    shards = {tuple(s.parameters["shard"]): s for s in child_runs(parent.id)}
+    assert set(shards) == {(0,), (1,)}
+    assert shards[(0,)].state.is_completed(), describe_run(shards[(0,)])
+    assert shards[(1,)].state.is_failed(), describe_run(shards[(1,)])
+    assert_mirrored(demo_source, destination, [("demo/app", "1.0", "fan/app")])
+
+
 def test_registry_limit_caps_blob_uploads_across_workers(
     deployed: Deployed, tmp_path: Path, tmp_files: Path
 ) -> None:

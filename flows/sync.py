@@ -198,7 +198,7 @@ def sync_images(
         # their rule indices set and dispatching off (`fanout._run_shard`).
         parameters: dict[str, Any] = dict(runtime_flow_run.parameters)
         groups = shard_rules(rules, shards)
-        logger.info("dispatching %d shards to deployment %s", len(groups), dispatch_to)
+        logger.info("dispatching %s to deployment %s", plural(len(groups), "shard"), dispatch_to)
         outcomes = dispatch_shards(dispatch_to, parameters, groups)
     else:
         outcomes = _run_here(run_config, options, shard, retries, rule_concurrency, registry_limit)

@@ -211,6 +211,11 @@ def _run(args: argparse.Namespace) -> SyncReport:
         state = _call_flow(sync_images, args)
     from prefect.settings import get_current_settings
 
+    from flows.events import drain_image_events
+
+    if drain_image_events():
+        log.warning("some image events could not be sent to the Prefect API in time")
+
     if not get_current_settings().api.url:  # the embedded, temporary API
         from flows.records import wait_until_recorded
 

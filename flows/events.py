@@ -13,18 +13,22 @@ thousands of events. Prefect's `emit_event` builds and validates an `Event`
 on the calling thread (~0.23 ms each measured here: 1.2 s for 5,000 tags,
 on the rule's own thread). Here a rule only appends plain dicts to a queue;
 one sender thread posts them to the API's batch endpoint (`POST /events`,
-up to `BATCH` per request), and the run waits for the last batch before it
-ends. A failing events API is logged once and never fails a run.
+up to `BATCH` per request) while the run goes on, and the process waits for
+the last batches before it exits. A failing events API is logged once and
+never fails a run.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextvars
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,13 +38,21 @@ from prefect.events.worker import should_emit_events
 
 from syncer_core.sync.results import ImageResult, ImageStatus
 
-__all__ = ["EVENT_PREFIX", "ImageEventSender", "image_events", "open_image_events"]
+__all__ = [
+    "EVENT_PREFIX",
+    "ImageEventSender",
+    "drain_image_events",
+    "image_events",
+    "open_image_events",
+]
 
 EVENT_PREFIX = "image-syncer.image"
 #: Events per request: well under the API's body limits, few requests per run.
 BATCH = 500
 _STOP = object()
 _SENDERS: dict[str, ImageEventSender] = {}
+#: Senders of ended runs that may still be sending (see `drain_image_events`).
+_FINISHING: list[ImageEventSender] = []
 _SENDERS_LOCK = threading.Lock()
 log = logging.getLogger("image_syncer.events")
 
@@ -111,7 +123,12 @@ class ImageEventSender:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._warned = False
         self.sent = 0
-        self._thread = threading.Thread(target=self._run, name="image-syncer-events", daemon=True)
+        # The thread runs in a copy of the creator's context: the Prefect settings
+        # in force there (a temporary API, a test harness) are the ones it posts to.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._run,), name="image-syncer-events", daemon=True
+        )
         self._thread.start()
 
     def add(self, results: Sequence[ImageResult], related: list[dict[str, str]]) -> None:
@@ -123,10 +140,14 @@ class ImageEventSender:
             if result.status != ImageStatus.PLANNED:
                 self._queue.put((result, related))
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Send what is queued, then stop the thread (waiting at most `timeout`)."""
+    def finish(self) -> None:
+        """No more events: the thread sends what is queued, then ends by itself."""
         self._queue.put(_STOP)
+
+    def join(self, timeout: float) -> bool:
+        """Wait at most `timeout` for the queued events to be sent; True when they were."""
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         with get_client(sync_client=True) as client:
@@ -164,19 +185,48 @@ class ImageEventSender:
 
 @contextmanager
 def open_image_events(session_id: str) -> Iterator[ImageEventSender | None]:
-    """A sender for the run with this session, flushed and stopped when the block ends."""
+    """A sender for the run with this session; when the block ends it finishes sending.
+
+    The run does not wait for the last batches: the API's batch endpoint
+    takes ~0.22 ms of server time per event (measured: 5,000 events, 1.9 s),
+    which a 5,000-tag no-op would otherwise spend at its end, in the flow.
+    `drain_image_events` waits for them before the process exits.
+    """
     if not should_emit_events():
         yield None
         return
     sender = ImageEventSender(_run_resource(FlowRunContext.get(), "run"))
     with _SENDERS_LOCK:
         _SENDERS[session_id] = sender
+        _FINISHING.append(sender)
     try:
         yield sender
     finally:
         with _SENDERS_LOCK:
             _SENDERS.pop(session_id, None)
-        sender.close()
+        sender.finish()
+
+
+def drain_image_events(timeout: float = 60.0) -> int:
+    """Wait until every finished run's events are sent; returns how many senders did not finish.
+
+    Called by the CLI before it exits, and at interpreter exit for flow runs
+    that a worker started in their own process.
+    """
+    deadline = time.monotonic() + timeout
+    with _SENDERS_LOCK:
+        pending = list(_FINISHING)
+    left = 0
+    for sender in pending:
+        if sender.join(max(0.0, deadline - time.monotonic())):
+            with _SENDERS_LOCK, suppress(ValueError):
+                _FINISHING.remove(sender)
+        else:
+            left += 1
+    return left
+
+
+atexit.register(drain_image_events)
 
 
 def image_events(session_id: str, results: Sequence[ImageResult]) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from prefect import flow, get_run_logger, unmapped
 from pydantic import BaseModel, Field
 
+from flows.followups import prune_after
 from flows.limits import registry_limit_name
 from flows.tasks import check_rule_task, copy_image_task
 from syncer_core.sync.check import Inspection, RuleCheck
@@ -26,7 +27,7 @@ from syncer_core.sync.engine import (
     unchanged_result,
 )
 from syncer_core.sync.inspect import ImagePlan, Unchanged
-from syncer_core.sync.results import ImageResult
+from syncer_core.sync.results import ImageResult, PruneAction
 from syncer_core.sync.session import get_session
 
 __all__ = ["RuleOutcome", "sync_rule"]
@@ -38,6 +39,8 @@ class RuleOutcome(BaseModel):
     rule: str
     images: list[ImageResult] = Field(default_factory=list)
     error: str | None = None
+    referrers: list[ImageResult] = Field(default_factory=list)
+    pruned: list[PruneAction] = Field(default_factory=list)
 
 
 @functools.cache
@@ -116,14 +119,16 @@ def sync_rule(
         logger.warning("%s: %s", rule, warning)
     if check.error is not None:
         logger.error("rule %s failed: %s", rule, check.error)
-        return RuleOutcome(rule=rule, error=check.error)
+        pruned = prune_after(session_id, rule_index, error=check.error)
+        return RuleOutcome(rule=rule, error=check.error, pruned=pruned)
     if not check.found:
         logger.info("rule %s: nothing matched", rule)
-        return RuleOutcome(rule=rule)
+        return RuleOutcome(rule=rule, pruned=prune_after(session_id, rule_index))
     results, plans = _sort_inspections(check.found, get_session(session_id).options.dry_run)
     if plans:
         results.extend(_copy_images(session_id, plans, retries, limited))
     for result in results:
         if result.status.value == "failed":
             logger.error("%s -> %s failed: %s", result.source, result.target, result.reason)
-    return RuleOutcome(rule=rule, images=results)
+    pruned = prune_after(session_id, rule_index, results=results)
+    return RuleOutcome(rule=rule, images=results, pruned=pruned)

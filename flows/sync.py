@@ -206,6 +206,8 @@ def sync_images(
     report = SyncReport(seconds=time.monotonic() - started)
     for outcome in outcomes:
         report.images.extend(outcome.images)
+        report.referrers.extend(outcome.referrers)
+        report.pruned.extend(outcome.pruned)
         if outcome.error is not None:
             report.rule_errors[outcome.rule] = outcome.error
     create_markdown_artifact(report.markdown(), key=ARTIFACT_KEY, description=report.summary())

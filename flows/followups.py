@@ -18,10 +18,63 @@ from prefect.cache_policies import NO_CACHE
 from flows.tasks import retry_transient
 from syncer_core.sync.engine import describe_error
 from syncer_core.sync.prune import prune_rule, skip_reason
-from syncer_core.sync.results import ImageResult, PruneAction
+from syncer_core.sync.referrers import copy_referrers, subjects_of
+from syncer_core.sync.results import ImageResult, ImageStatus, PruneAction
 from syncer_core.sync.session import get_session
 
-__all__ = ["prune_after", "prune_task"]
+__all__ = ["prune_after", "prune_task", "referrers_after", "referrers_task"]
+
+
+@task(
+    name="referrers",
+    task_run_name="referrers {repository}",
+    cache_policy=NO_CACHE,
+    retry_condition_fn=retry_transient,
+)
+def referrers_task(
+    session_id: str, rule_index: int, repository: str, results: list[ImageResult]
+) -> list[ImageResult]:
+    """Copy the signatures, attestations and SBOMs of the rule's images, after them.
+
+    Args:
+        session_id: the run's session in this process.
+        rule_index: which rule of the session.
+        repository: the destination repository (for the UI).
+        results: the rule's image results: the copied and unchanged ones are the subjects.
+    """
+    session = get_session(session_id)
+    copied = copy_referrers(session, session.rules[rule_index], results)
+    logger = get_run_logger()
+    for result in copied:
+        if result.status.value == "failed":
+            logger.error("referrer %s failed: %s", result.target, result.reason)
+        elif result.status.value != "skipped":
+            logger.info("referrer %s %s: %s", result.target, result.status.value, result.reason)
+    return copied
+
+
+def referrers_after(
+    session_id: str, rule_index: int, results: Sequence[ImageResult]
+) -> list[ImageResult]:
+    """Copy the referrers of the rule's images when it asks to (one task per such rule)."""
+    rule = get_session(session_id).rules[rule_index]
+    if not rule.referrers or not subjects_of(results):
+        return []
+    repository = rule.target.repository.name
+    try:
+        return referrers_task(session_id, rule_index, repository, list(results))
+    except Exception as failure:  # noqa: BLE001 - the images are fine; report the referrers
+        reason = describe_error(failure)
+        get_run_logger().error("referrers of %s failed: %s", repository, reason)
+        return [
+            ImageResult(
+                rule=rule.name,
+                source=rule.source.repository.name,
+                target=repository,
+                status=ImageStatus.FAILED,
+                reason=f"referrers: {reason}",
+            )
+        ]
 
 
 @task(

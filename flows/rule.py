@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from prefect import flow, get_run_logger, unmapped
 from pydantic import BaseModel, Field
 
-from flows.followups import prune_after
+from flows.followups import prune_after, referrers_after
 from flows.limits import registry_limit_name
 from flows.tasks import check_rule_task, copy_image_task
 from syncer_core.sync.check import Inspection, RuleCheck
@@ -130,5 +130,6 @@ def sync_rule(
     for result in results:
         if result.status.value == "failed":
             logger.error("%s -> %s failed: %s", result.source, result.target, result.reason)
-    pruned = prune_after(session_id, rule_index, results=results)
-    return RuleOutcome(rule=rule, images=results, pruned=pruned)
+    referrers = referrers_after(session_id, rule_index, results)
+    pruned = prune_after(session_id, rule_index, results=[*results, *referrers])
+    return RuleOutcome(rule=rule, images=results, referrers=referrers, pruned=pruned)

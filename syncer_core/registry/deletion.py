@@ -31,15 +31,8 @@ def delete_tag(client: RegistryClient, repository: str, tag: str) -> bool:
     """
     if is_digest(tag):
         raise ValueError(f"{tag!r} is a digest, not a tag")
-    response = client.retrying(
-        lambda: client.send(
-            "DELETE",
-            f"/v2/{repository}/manifests/{tag}",
-            what=f"DELETE tag {repository}:{tag}",
-            ok=(404, *_UNSUPPORTED),
-        )
-    )
-    return response.status_code not in _UNSUPPORTED
+    status = _delete(client, repository, tag, f"DELETE tag {repository}:{tag}", _UNSUPPORTED)
+    return status not in _UNSUPPORTED
 
 
 def delete_manifest(client: RegistryClient, repository: str, digest: str) -> bool:
@@ -53,12 +46,20 @@ def delete_manifest(client: RegistryClient, repository: str, digest: str) -> boo
     """
     if not is_digest(digest):
         raise ValueError(f"{digest!r} is not a digest")
+    return _delete(client, repository, digest, f"DELETE manifest {repository}@{digest}") != 404
+
+
+def _delete(
+    client: RegistryClient,
+    repository: str,
+    reference: str,
+    what: str,
+    also_ok: tuple[int, ...] = (),
+) -> int:
+    """`DELETE /v2/<repository>/manifests/<reference>`; 404 (already gone) is not an error."""
     response = client.retrying(
         lambda: client.send(
-            "DELETE",
-            f"/v2/{repository}/manifests/{digest}",
-            what=f"DELETE manifest {repository}@{digest}",
-            ok=(404,),
+            "DELETE", f"/v2/{repository}/manifests/{reference}", what=what, ok=(404, *also_ok)
         )
     )
-    return response.status_code != 404
+    return response.status_code

@@ -9,6 +9,8 @@ with the same digests, after its subject, and a second run writes nothing.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from syncer_core.referrertags import fallback_tag
@@ -144,3 +146,40 @@ def test_a_source_with_the_referrers_api_fills_the_fallback_index_of_a_destinati
     assert {r["status"] for r in run.report["referrers"]} == {"synced"}
     assert again.code == 0, again.describe()
     assert writes(mark.since()) == []
+
+
+def _task_names(fragment: str) -> Counter[str]:
+    """Names of the task runs the harness's API recorded whose name contains `fragment`."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_=fragment))
+        )
+    return Counter(run.name for run in runs)
+
+
+def test_one_referrers_and_one_prune_task_per_rule_never_one_per_unchanged_image(
+    sync: Syncer, src: RegistryServer, dst: RegistryServer
+):
+    S, D = src.host, dst.host
+    images = [build_image(95 + n, layer_sizes=(32,)) for n in range(3)]
+    for n, image in enumerate(images):
+        seed(src, "team/app", [f"1.0.{n}"], image)
+    with registry_client(src) as client:
+        sign(client, "team/app", images[0], f"{S}/team/app:1.0.0")
+    rule = {f"{S}/team/app": {"to": f"{D}/m/app", "referrers": True, "prune": True}}
+
+    first = sync.run(rule)
+    second = sync.run(rule)
+
+    assert first.code == second.code == 0, second.describe()
+    assert second.report is not None and second.report["pruned"] == []
+    assert {r["status"] for r in second.report["referrers"]} == {"skipped"}
+    assert _task_names(f"%{D}/m/app%") == {
+        f"check {S}/team/app -> {D}/m/app": 2,
+        **{f"copy {D}/m/app:1.0.{n}": 1 for n in range(3)},  # the first run only
+        f"referrers {D}/m/app": 2,
+        f"prune {D}/m/app": 2,
+    }

@@ -139,20 +139,27 @@ class _Pruner:
                 self._delete_listed(self.digests[tag], protected)
             self.delete(tag, protected, f"referrer of pruned {subject}")
 
-    def _delete_listed(self, index_digest: str, protected: dict[str, str]) -> None:
-        """The manifests a pruned subject's fallback index lists go first (untagged)."""
+    def _delete_listed(self, index_digest: str, protected: dict[str, str], depth: int = 0) -> None:
+        """The manifests a pruned subject's fallback index lists go first (they are untagged).
+
+        A listed index (an attestation index) takes the manifests it holds along.
+        """
         try:
             index = self.client.get_manifest(self.repository, index_digest).parsed
         except SyncerError:
             return
         if not isinstance(index, ImageIndex):
             return
+        tagged = set(self.digests.values())
         for entry in index.manifests:
-            if entry.digest not in protected and entry.digest not in self.digests.values():
-                try:
-                    delete_manifest(self.client, self.repository, entry.digest)
-                except SyncerError as error:
-                    self._act(None, "failed", entry.digest, describe_error(error))
+            if entry.digest in protected or entry.digest in tagged:
+                continue
+            try:
+                if depth < 2 and entry.media_type in INDEX_TYPES:
+                    self._delete_listed(entry.digest, protected, depth + 1)
+                delete_manifest(self.client, self.repository, entry.digest)
+            except SyncerError as error:
+                self._act(None, "failed", entry.digest, describe_error(error))
 
 
 def _destination_tags(

@@ -16,12 +16,14 @@ from tests.flows.helpers import (
     delete_blob,
     first_layer,
     of_kind,
+    registry_client,
     seed,
     tag_digests,
     writes,
 )
 from tests.support.images import TestImage, build_image
 from tests.support.registry_server import RegistryServer
+from tests.support.signatures import attestation_index, push_artifact, referrers_index
 
 pytestmark = [pytest.mark.flow, pytest.mark.registry]
 
@@ -136,3 +138,31 @@ def test_prune_is_skipped_when_listing_fails_selection_is_empty_or_an_image_fail
     assert skipped["m/empty"] == "the selection is empty"
     assert skipped["m/broken"] == "1 image(s) of the rule failed"
     assert run.stderr.count("prune of ") >= 3
+
+
+def test_the_referrers_index_of_a_pruned_image_goes_with_it(
+    sync: Syncer, src: RegistryServer, dst: RegistryServer
+):
+    S, D = src.host, dst.host
+    kept, old = _image(50), _image(51)
+    seed(src, "team/app", ["1.0.0"], kept)
+    seed(dst, "m/app", ["old"], old)
+    kept_attestation, old_attestation = (
+        attestation_index(kept.top, 1),
+        attestation_index(old.top, 2),
+    )
+    with registry_client(dst) as client:
+        for image, attestation in ((kept, kept_attestation), (old, old_attestation)):
+            push_artifact(client, "m/app", None, attestation)
+            tag = fallback_tag(image.digest)
+            client.put_manifest("m/app", tag, referrers_index(attestation))
+
+    run = sync.run({f"{S}/team/app": {"to": f"{D}/m/app", "prune": True}})
+
+    assert run.code == 0, run.describe()
+    assert set(tag_digests(dst, "m/app")) == {"1.0.0", fallback_tag(kept.digest)}
+    with registry_client(dst) as client:
+        for manifest in old_attestation.manifests:  # the index and the manifest it holds
+            assert client.head_manifest("m/app", manifest.digest) is None
+        for manifest in kept_attestation.manifests:
+            assert client.head_manifest("m/app", manifest.digest) is not None

@@ -97,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="check and plan only: print per image what would be copied, mounted and "
         "pushed; push nothing",
     )
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="every rule deletes destination tags that left its selection (see prune: in README)",
+    )
+    p.add_argument(
+        "--referrers",
+        action="store_true",
+        help="every rule also copies the signatures, attestations and SBOMs of its images",
+    )
     p.add_argument("--log", metavar="FILE", help="also write logs to FILE")
     p.add_argument(
         "--output-success-images",
@@ -248,6 +258,8 @@ def _call_flow(sync_images: Any, args: argparse.Namespace) -> Any:
         registry_limit=args.registry_limit,
         dispatch_to=args.dispatch_to,
         shards=args.shards,
+        prune=args.prune,
+        referrers=args.referrers,
         return_state=True,
     )
 
@@ -258,7 +270,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_args(args)
         run_config = load_run_config(
-            images=args.images, auth=args.auth, config=args.config, registry=args.registry
+            images=args.images,
+            auth=args.auth,
+            config=args.config,
+            registry=args.registry,
+            prune=args.prune,
+            referrers=args.referrers,
         )
     except ConfigError as error:
         print(f"image-syncer: error: {error}", file=sys.stderr)

@@ -18,6 +18,7 @@ from prefect.client.schemas.objects import State
 from pydantic import BaseModel, Field
 
 from flows.events import image_events
+from flows.followups import prune_after, referrers_after
 from flows.limits import registry_limit_name
 from flows.states import outcome_state, state_data
 from flows.tasks import check_rule_task, copy_image_task
@@ -29,7 +30,7 @@ from syncer_core.sync.engine import (
     unchanged_result,
 )
 from syncer_core.sync.inspect import ImagePlan, Unchanged
-from syncer_core.sync.results import ImageResult, ImageStatus
+from syncer_core.sync.results import ImageResult, ImageStatus, PruneAction
 from syncer_core.sync.session import SyncSession, get_session
 
 __all__ = ["RuleOutcome", "sync_rule"]
@@ -47,6 +48,8 @@ class RuleOutcome(BaseModel):
     error: str | None = None
     key: str = ""
     target: str = ""
+    referrers: list[ImageResult] = Field(default_factory=list)
+    pruned: list[PruneAction] = Field(default_factory=list)
 
     def __repr__(self) -> str:
         # Prefect logs a failed state with its data's repr: keep it one short line.
@@ -134,8 +137,11 @@ def sync_rule(
     spec = get_session(session_id).rules[rule_index]
     outcome = _sync_rule(session_id, rule_index, rule, retries, limited)
     outcome.key, outcome.target = spec.key, spec.target.text
-    image_events(session_id, outcome.images or _rule_failure(outcome))
-    return outcome_state(rule, outcome.images, outcome.error, outcome)
+    image_events(session_id, [*outcome.images, *outcome.referrers] or _rule_failure(outcome))
+    others = [f"prune {p.target} ({p.reason})" for p in outcome.pruned if p.action == "failed"]
+    return outcome_state(
+        rule, [*outcome.images, *outcome.referrers], outcome.error, outcome, others=others
+    )
 
 
 def _rule_failure(outcome: RuleOutcome) -> list[ImageResult]:
@@ -165,10 +171,11 @@ def _sync_rule(
         logger.warning("%s: %s", rule, warning)
     if check.error is not None:
         logger.error("rule %s failed: %s", rule, check.error)
-        return RuleOutcome(rule=rule, error=check.error)
+        pruned = prune_after(session_id, rule_index, error=check.error)
+        return RuleOutcome(rule=rule, error=check.error, pruned=pruned)
     if not check.found:
         logger.info("rule %s: nothing matched", rule)
-        return RuleOutcome(rule=rule)
+        return RuleOutcome(rule=rule, pruned=prune_after(session_id, rule_index))
     session = get_session(session_id)
     results, plans = _sort_inspections(session, check.found)
     session.progress.images_found(len(check.found), done=len(results))
@@ -177,4 +184,6 @@ def _sync_rule(
     for result in results:
         if result.status.value == "failed":
             logger.error("%s -> %s failed: %s", result.source, result.target, result.reason)
-    return RuleOutcome(rule=rule, images=results)
+    referrers = referrers_after(session_id, rule_index, results)
+    pruned = prune_after(session_id, rule_index, results=[*results, *referrers])
+    return RuleOutcome(rule=rule, images=results, referrers=referrers, pruned=pruned)

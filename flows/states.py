@@ -27,7 +27,12 @@ T = TypeVar("T")
 
 
 def outcome_state(
-    rule: str, results: Sequence[Any], error: str | None, data: T, verb: str = "failed"
+    rule: str,
+    results: Sequence[Any],
+    error: str | None,
+    data: T,
+    verb: str = "failed",
+    others: Sequence[str] = (),
 ) -> State[T]:
     """Failed when the rule's own step or any of its images failed, else Completed.
 
@@ -38,6 +43,7 @@ def outcome_state(
         error: why the whole rule failed (its listing, say), or None.
         data: what the state carries for the caller.
         verb: how the message says it, e.g. `failed the check`.
+        others: other failures of the rule, one line each (a prune deletion, say).
     """
     if error is not None:
         return Failed(message=f"rule {rule} failed: {error}", data=data)
@@ -46,7 +52,10 @@ def outcome_state(
     ]
     if failed:
         head = f"{len(failed)} of {plural(len(results), 'image')} {verb}"
-        return Failed(message=failure_message(failed, {}, head), data=data)
+        message = failure_message(failed, {}, head)
+        return Failed(message="; ".join([message, *others]), data=data)
+    if others:
+        return Failed(message="; ".join(others), data=data)
     return Completed(data=data)
 
 

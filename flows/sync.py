@@ -158,6 +158,8 @@ def sync_images(
     dispatch_to: str | None = None,
     shards: int = 0,
     shard: list[int] | None = None,
+    prune: bool = False,
+    referrers: bool = False,
 ) -> State[SyncReport]:
     """Mirror every image the rules name; the run ends Failed when any image or rule failed.
 
@@ -181,6 +183,8 @@ def sync_images(
             rules as shard flow runs of it, executed by the pool's workers.
         shards: number of shards when dispatching (0: one per source repository).
         shard: rule indices this run handles (set by the dispatcher).
+        prune: every rule prunes destination tags that left its selection.
+        referrers: every rule copies the referrers (signatures, ...) of its images.
 
     Returns:
         A Completed or Failed state carrying the report of every image and rule.
@@ -188,7 +192,14 @@ def sync_images(
     logger = get_run_logger()
     started = time.monotonic()
     install_secret_resolver()
-    run_config = load_run_config(images=images, auth=auth, config=config, registry=registry)
+    run_config = load_run_config(
+        images=images,
+        auth=auth,
+        config=config,
+        registry=registry,
+        prune=prune,
+        referrers=referrers,
+    )
     platforms = PlatformFilter.from_flags(os_filter or [], arch_filter or [])
     options = SyncOptions(proc=proc, force=force, dry_run=dry_run, platforms=platforms)
     rules = run_config.rules.rules
@@ -216,6 +227,8 @@ def _report(outcomes: list[RuleOutcome], seconds: float) -> SyncReport:
     report = SyncReport(seconds=seconds)
     for outcome in outcomes:
         report.images.extend(outcome.images)
+        report.referrers.extend(outcome.referrers)
+        report.pruned.extend(outcome.pruned)
         if outcome.error is not None:
             report.rule_errors[outcome.rule] = outcome.error
             if outcome.key:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from syncer_core.config.rules import SyncRule
 from syncer_core.errors import ConfigError
 from syncer_core.reference import Reference, is_valid_tag
+from syncer_core.referrertags import is_referrer_tag
 from syncer_core.registry.access import RegistryAccess
 
 __all__ = [
@@ -110,7 +111,24 @@ def _listed_items(
     tag_listings: Mapping[str, Sequence[str]],
     listing_errors: Mapping[str, str],
 ) -> tuple[list[str], list[str]]:
-    """Return (source items, warnings) for a rule; listed tags are sorted."""
+    """Return (source items, warnings) for a rule; listed tags are sorted.
+
+    The rule's tag filters (exclude, semver, latest) run on what the key
+    selected; with `referrers`, cosign and referrer-schema tags are left to
+    the referrers step, which copies them after their subjects.
+    """
+    items, warnings = _selected_items(rule, tag_listings, listing_errors)
+    if rule.referrers and rule.source.mode != "items":
+        items = [item for item in items if not is_referrer_tag(item)]
+    return rule.filters.apply(items) if rule.filters.active else items, warnings
+
+
+def _selected_items(
+    rule: SyncRule,
+    tag_listings: Mapping[str, Sequence[str]],
+    listing_errors: Mapping[str, str],
+) -> tuple[list[str], list[str]]:
+    """The key's own selection: its items, or the listed (and regex-matched) tags."""
     source = rule.source
     if source.mode == "items":
         return list(source.items), []

@@ -18,6 +18,7 @@ from syncer_core.config import (
     load_images_file,
     load_legacy_config,
 )
+from syncer_core.config.ruleflags import apply_run_flags
 from syncer_core.errors import ConfigError
 
 __all__ = ["RunConfig", "load_run_config"]
@@ -45,19 +46,25 @@ def load_run_config(
     config: str | None = None,
     registry: str | None = None,
     env: Mapping[str, str] | None = None,
+    prune: bool = False,
+    referrers: bool = False,
 ) -> RunConfig:
     """Load and validate everything a run needs, without touching the network.
+
+    `prune` / `referrers` (the `--prune` / `--referrers` flags) turn the
+    option on for every rule, with the same load-time checks.
 
     Raises:
         ConfigError: naming the file (or flag), the key and the problem.
     """
     if config:
         legacy = load_legacy_config(config, default_registry=registry, env=env)
-        return RunConfig(legacy.auth, legacy.images, ignored_flags(config, auth, images))
+        rules = apply_run_flags(legacy.images, prune=prune, referrers=referrers)
+        return RunConfig(legacy.auth, rules, ignored_flags(config, auth, images))
     if not images:
         raise ConfigError(
             "no images file given: pass --images FILE (or --config FILE)", file="--images"
         )
     auth_config = load_auth_file(auth or None, env=env)
     rules = load_images_file(images, default_registry=registry, env=env)
-    return RunConfig(auth_config, rules)
+    return RunConfig(auth_config, apply_run_flags(rules, prune=prune, referrers=referrers))

@@ -28,6 +28,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from syncer_core.config.files import expand_env, load_document, type_name, unset_env_vars
+from syncer_core.config.filters import FilterProblem, TagFilters, parse_rule_mapping
+from syncer_core.config.prunecheck import check_prune_targets
 from syncer_core.digest import is_digest
 from syncer_core.errors import InvalidReferenceError, RuleError
 from syncer_core.reference import Reference, is_valid_tag
@@ -38,6 +40,7 @@ __all__ = [
     "SyncRule",
     "TargetSpec",
     "build_rules",
+    "check_rule_options",
     "load_images_file",
     "parse_destination",
     "parse_source",
@@ -111,6 +114,9 @@ class SyncRule(BaseModel):
         key: the source key as written in the file.
         source: the parsed source.
         target: the parsed destination.
+        filters: exclude / semver / latest, applied after the key's selection.
+        referrers: also copy signatures, attestations and SBOMs of each image.
+        prune: delete destination tags that left the selection.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -118,6 +124,9 @@ class SyncRule(BaseModel):
     key: str
     source: SourceSpec
     target: TargetSpec
+    filters: TagFilters = TagFilters()
+    referrers: bool = False
+    prune: bool = False
 
     @property
     def name(self) -> str:
@@ -282,9 +291,12 @@ def _resolve_text(
     return text
 
 
-def _check_pairing(source: SourceSpec, target: TargetSpec) -> None:
-    """The checks that need no tag listing (behaviour spec §3.4)."""
-    if source.mode == "items" and target.items:
+def _check_pairing(source: SourceSpec, target: TargetSpec, filtered: bool = False) -> None:
+    """The checks that need no tag listing (behaviour spec §3.4).
+
+    With tag filters the count is only known after filtering, at plan time.
+    """
+    if source.mode == "items" and target.items and not filtered:
         if len(source.items) != len(target.items):
             raise _Problem(
                 f"destination {target.text!r} names {len(target.items)} tag(s)/digest(s) "
@@ -300,21 +312,65 @@ def _check_pairing(source: SourceSpec, target: TargetSpec) -> None:
             raise _Problem(f"destination {target.text!r} is the source image itself")
 
 
+def _check_options(rule: SyncRule) -> None:
+    """Refuse mapping-form options that cannot apply to this source or destination."""
+    source, target = rule.source, rule.target
+    digests = [item for item in source.items if is_digest(item)]
+    if rule.filters.active and digests:
+        raise _Problem(
+            f"exclude/semver/latest filter tags, but the source names the digest {digests[0]}"
+        )
+    if rule.prune and target.items:
+        raise _Problem(
+            f"prune: refused, destination {target.text!r} renames tags or pins a digest "
+            "(prune compares destination tags with the source selection)"
+        )
+    if rule.prune and digests:
+        raise _Problem(f"prune: refused, the source names the digest {digests[0]}, not tags")
+
+
 def _rules_for(key: str, value: Any, default: str | None, env: Mapping[str, str]) -> list[SyncRule]:
     source = _source(key)
+    options: dict[str, Any] = {}
+    if isinstance(value, dict):
+        try:
+            mapping = parse_rule_mapping(value)
+        except FilterProblem as exc:
+            raise _Problem(str(exc)) from None
+        value = mapping.to
+        options = {
+            "filters": mapping.filters,
+            "referrers": mapping.referrers,
+            "prune": mapping.prune,
+        }
     rules: dict[tuple[Reference, tuple[str, ...]], SyncRule] = {}
+    where_prefix = "to: " if options else ""
     for index, raw in enumerate(_destination_texts(value)):
         try:
             target = _target(_resolve_text(raw, source, default, env))
-            _check_pairing(source, target)
+            rule = SyncRule(key=key, source=source, target=target, **options)
+            _check_pairing(source, target, filtered=rule.filters.active)
+            _check_options(rule)
         except _Problem as exc:
             where = f"destination[{index}]: " if isinstance(value, list) else ""
-            raise _Problem(f"{where}{exc}") from None
+            raise _Problem(f"{where_prefix}{where}{exc}") from None
         # Duplicates (also `nginx` vs `docker.io/library/nginx`) collapse; first kept.
-        rules.setdefault(
-            (target.repository, target.items), SyncRule(key=key, source=source, target=target)
-        )
+        rules.setdefault((target.repository, target.items), rule)
     return list(rules.values())
+
+
+def check_rule_options(rule: SyncRule, *, file: str | None = None, prefix: str = "") -> None:
+    """Check a rule's filters, `referrers` and `prune` against its source and destination.
+
+    Used again when `--prune` / `--referrers` turn an option on for every rule.
+
+    Raises:
+        RuleError: naming the file and the rule's key.
+    """
+    try:
+        _check_options(rule)
+    except _Problem as exc:
+        raise RuleError(f"{prefix}{exc}", file=file, key=rule.key) from None
 
 
 def build_rules(
@@ -346,7 +402,9 @@ def build_rules(
             rules.extend(_rules_for(key, value, default, environ))
         except _Problem as exc:
             raise RuleError(str(exc), file=file, key=str(key)) from None
-    return RuleSet(file=file, rules=tuple(rules))
+    result = RuleSet(file=file, rules=tuple(rules))
+    check_prune_targets(result)
+    return result
 
 
 def load_images_file(

@@ -17,7 +17,7 @@ from syncer_core.errors import DigestMismatchError, ManifestError, NotFoundError
 from syncer_core.manifest import ImageIndex, ImageManifest, Platform, RawManifest, Schema1Manifest
 from syncer_core.mediatypes import INDEX_TYPES
 from syncer_core.plan import SyncJob
-from syncer_core.platform import filter_index
+from syncer_core.platform import PlatformFilter, filter_index
 from syncer_core.reference import Reference
 from syncer_core.registry import RegistryClient
 from syncer_core.sync.session import SyncSession
@@ -68,13 +68,13 @@ class ImagePlan:
 
 
 class _Inspector:
-    def __init__(self, session: SyncSession, job: SyncJob):
+    def __init__(self, session: SyncSession, job: SyncJob, platforms: PlatformFilter | None):
         self.session = session
         self.job = job
         self.src = session.client(job.source)
         self.dst = session.client(job.target)
         self.force = session.options.force
-        self.platforms = session.options.platforms
+        self.platforms = session.options.platforms if platforms is None else platforms
         # Index completeness per digest, and children seen present, so that
         # an incomplete index is read and its children HEADed only once.
         self._complete: dict[str, bool] = {}
@@ -251,8 +251,13 @@ def _read_config_platform(client: RegistryClient, job: SyncJob, digest: str) -> 
         return None
 
 
-def inspect_job(session: SyncSession, job: SyncJob) -> Unchanged | ImagePlan:
+def inspect_job(
+    session: SyncSession, job: SyncJob, platforms: PlatformFilter | None = None
+) -> Unchanged | ImagePlan:
     """Decide what one job needs.
+
+    `platforms` replaces the run's `--os`/`--arch` filter (referrers pass an
+    empty one: a signature has no platform and must never be filtered out).
 
     Returns:
         `Unchanged` when the destination is up to date (or nothing matches the
@@ -261,4 +266,4 @@ def inspect_job(session: SyncSession, job: SyncJob) -> Unchanged | ImagePlan:
     Raises:
         SyncerError: any failure; the caller records it against this image only.
     """
-    return _Inspector(session, job).run()
+    return _Inspector(session, job, platforms).run()

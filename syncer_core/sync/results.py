@@ -15,6 +15,7 @@ __all__ = [
     "BlobOutcome",
     "ImageResult",
     "ImageStatus",
+    "PruneAction",
     "RuleEntry",
     "SyncReport",
     "failure_message",
@@ -65,6 +66,23 @@ class ImageResult(BaseModel):
     seconds: float = 0.0
 
 
+class PruneAction(BaseModel):
+    """One prune decision of a rule: a destination tag deleted, kept, or why nothing was pruned.
+
+    `action` is `deleted`, `would-delete` (`--dry-run`), `kept` (stale but
+    deleting it would take a kept tag with it), `failed`, or `skipped` (the
+    whole rule's pruning, `target` then being the destination repository).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    target: str
+    action: str
+    digest: str | None = None
+    reason: str = ""
+
+
 class RuleEntry(BaseModel):
     """A rule as the images file wrote it: its source key and one destination."""
 
@@ -89,6 +107,10 @@ class SyncReport(BaseModel):
     rule_errors: dict[str, str] = Field(default_factory=dict)
     rule_entries: dict[str, RuleEntry] = Field(default_factory=dict)
     seconds: float = 0.0
+    #: Referrers (signatures, attestations, SBOMs) copied with their subjects.
+    referrers: list[ImageResult] = Field(default_factory=list)
+    #: What pruning deleted, kept or skipped.
+    pruned: list[PruneAction] = Field(default_factory=list)
 
     def count(self, status: ImageStatus) -> int:
         """Number of images with this status."""
@@ -100,9 +122,22 @@ class SyncReport(BaseModel):
         return [image for image in self.images if image.status == ImageStatus.FAILED]
 
     @property
+    def failed_extras(self) -> list[str]:
+        """Failed referrer copies and prune deletions, one line each."""
+        lines = [
+            f"referrer {r.source} -> {r.target} failed: {r.reason}"
+            for r in self.referrers
+            if r.status == ImageStatus.FAILED
+        ]
+        lines += [
+            f"prune {p.target} failed: {p.reason}" for p in self.pruned if p.action == "failed"
+        ]
+        return lines
+
+    @property
     def ok(self) -> bool:
-        """True when no image and no rule failed."""
-        return not self.failed and not self.rule_errors
+        """True when no image, rule, referrer or prune deletion failed."""
+        return not self.failed and not self.rule_errors and not self.failed_extras
 
     @property
     def exit_code(self) -> int:
@@ -127,25 +162,51 @@ class SyncReport(BaseModel):
         return (
             f"{images}; blobs copied {total('blobs_copied')} / mounted "
             f"{total('blobs_mounted')} / skipped {total('blobs_skipped')}; "
-            f"{human_size(total('bytes'))}; {self.seconds:.1f}s"
+            f"{human_size(total('bytes'))}; {self.seconds:.1f}s{self._extras_summary()}"
         )
+
+    def _extras_summary(self) -> str:
+        """`; referrers synced n / skipped n / failed n; tags pruned n`, for what happened."""
+        parts = []
+        if self.referrers:
+            counts = {s: sum(1 for r in self.referrers if r.status == s) for s in ImageStatus}
+            shown = " / ".join(f"{s.value} {n}" for s, n in counts.items() if n)
+            parts.append(f"referrers {shown}")
+        deleted = sum(1 for p in self.pruned if p.action in ("deleted", "would-delete"))
+        if self.pruned:
+            verb = (
+                "would prune" if any(p.action == "would-delete" for p in self.pruned) else "pruned"
+            )
+            parts.append(f"tags {verb} {deleted}")
+        return "".join(f"; {part}" for part in parts)
 
     def failure_lines(self) -> list[str]:
         """One line per failed rule or image, naming it and the reason."""
         lines = [f"rule {rule!r} failed: {reason}" for rule, reason in self.rule_errors.items()]
         lines += [f"{i.source} -> {i.target} failed: {i.reason}" for i in self.failed]
-        return lines
+        return lines + self.failed_extras
 
     def failure_message(self) -> str | None:
-        """`k of n images failed in m rules: ...` naming the first failures; None if none."""
-        failed_rules = {i.rule for i in self.failed} | set(self.rule_errors)
-        if not failed_rules:
+        """`k of n images failed in m rules: ...` naming the first failures; None if all is ok.
+
+        Failed referrers count among the failed images' rules, failed prune
+        deletions are added after them: whenever the exit code is 1, there is
+        a message.
+        """
+        if self.ok:
             return None
+        referrers = [r for r in self.referrers if r.status == ImageStatus.FAILED]
+        prunes = [p for p in self.pruned if p.action == "failed"]
+        rules = {i.rule for i in [*self.failed, *referrers]} | {p.rule for p in prunes}
+        rules |= set(self.rule_errors)
         head = (
             f"{len(self.failed)} of {plural(len(self.images), 'image')} failed in "
-            f"{plural(len(failed_rules), 'rule')}"
+            f"{plural(len(rules), 'rule')}"
         )
-        return failure_message(self.failed, self.rule_errors, head)
+        if referrers:
+            head += f" (and {plural(len(referrers), 'referrer')})"
+        message = failure_message([*self.failed, *referrers], self.rule_errors, head)
+        return "; ".join([message, *(f"prune {p.target} failed ({p.reason})" for p in prunes)])
 
     def image_map(self, statuses: Iterable[ImageStatus]) -> dict[str, list[str]]:
         """`source -> [targets]`: the images-file shape, reusable as `--images`.
@@ -199,6 +260,14 @@ class SyncReport(BaseModel):
             )
         for rule, reason in self.rule_errors.items():
             rows.append(f"| `{rule}` | | rule failed | | | {reason.replace('|', '/')[:300]} |")
+        for r in self.referrers:
+            rows.append(
+                f"| `{r.source}` | `{r.target}` | referrer {r.status.value} | "
+                f"{human_size(r.bytes)} | {r.blobs_copied}/{r.blobs_mounted}/{r.blobs_skipped} | "
+                f"{_cell(r.reason)} |"
+            )
+        for p in self.pruned:
+            rows.append(f"| `{p.rule}` | `{p.target}` | prune {p.action} | | | {_cell(p.reason)} |")
         return f"**{self.summary()}**\n\n" + "\n".join(rows)
 
 
@@ -232,6 +301,10 @@ def write_private_file(path: Path, text: str) -> None:
         os.write(fd, text.encode())
     finally:
         os.close(fd)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")[:300]
 
 
 def human_size(size: int) -> str:

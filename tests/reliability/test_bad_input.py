@@ -104,8 +104,8 @@ CASES: dict[str, Case] = {
     "destination-empty-list": Case(
         images=_images("{P}/team/app:v1: []"), expect=("team/app:v1", "list is empty")
     ),
-    "destination-is-a-mapping": Case(
-        images=_images("{P}/team/app:v1: {a: b}"), expect=("team/app:v1", "string or a list")
+    "destination-mapping-of-unknown-fields": Case(
+        images=_images("{P}/team/app:v1: {a: b}"), expect=("team/app:v1", "unknown field 'a'")
     ),
     "source-uppercase-repository": Case(
         images=_images("{P}/Team/App:v1: {P}/mirror/app"), expect=("Team/App:v1", "invalid")

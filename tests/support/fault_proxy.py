@@ -97,6 +97,8 @@ _REALM_RE = re.compile(r'realm="(?P<scheme>https?)://(?P<netloc>[^/"]+)(?P<path>
 _REPO_RE = re.compile(r"^/v2/(?P<repo>.+?)/(?:manifests|blobs|tags)/")
 _UPLOAD_ID_RE = re.compile(r"/uploads/[^/]+$")
 _MANIFEST_RE = re.compile(r"^/v2/(?P<repo>.+?)/manifests/(?P<ref>[^/?]+)$")
+_REFERRERS_RE = re.compile(r"^/v2/(?P<repo>.+?)/referrers/(?P<ref>sha256:[0-9a-f]{64})$")
+_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 @dataclass(frozen=True)
@@ -459,6 +461,15 @@ class FaultProxy:
             self._overrides[(repository, digest)] = (body, media_type)
         return digest
 
+    def override_referrers(self, repository: str, digest: str, body: bytes) -> None:
+        """Answer the OCI 1.1 referrers API for `repository@digest` with the index `body`.
+
+        distribution 2.8 has no referrers API (404); this lets a test stand
+        for a source registry that has one, for that subject only.
+        """
+        with self._lock:
+            self._overrides[(f"referrers:{repository}", digest)] = (body, _OCI_INDEX)
+
     def add_response_headers(self, rule: FaultRule, headers: dict[str, str]) -> None:
         """Add `headers` to every forwarded response of a request `rule` matches."""
         with self._lock:
@@ -683,10 +694,13 @@ class FaultProxy:
         if request.method not in ("GET", "HEAD"):
             return None
         match = _MANIFEST_RE.match(request.path)
+        prefix = ""
+        if match is None:
+            match, prefix = _REFERRERS_RE.match(request.path), "referrers:"
         if match is None:
             return None
         with self._lock:
-            return self._overrides.get((match["repo"], match["ref"]))
+            return self._overrides.get((prefix + match["repo"], match["ref"]))
 
     def _fault_response(
         self, kind: str, rule: FaultRule | None, request: _Request

@@ -138,7 +138,7 @@ MALFORMED = [
     ("dest-number", {"nginx": 5}, {}, "nginx", "got a number"),
     ("dest-float", {"nginx": 1.5}, {}, "nginx", "got a number"),
     ("dest-bool", {"nginx": True}, {}, "nginx", "got a boolean"),
-    ("dest-mapping", {"nginx": {"to": "reg.io/n"}}, {}, "nginx", "got a mapping"),
+    ("dest-mapping-unknown-field", {"nginx": {"dest": "reg.io/n"}}, {}, "nginx", "'dest'"),
     ("dest-empty-list", {"nginx": []}, {}, "nginx", "destination list is empty"),
     ("list-element-number", {"nginx": ["r.io/n", 3]}, {}, "nginx", "destination[1]"),
     ("list-element-mapping", {"nginx": [{"a": "b"}]}, {}, "nginx", "destination[0]"),

@@ -11,10 +11,13 @@ has to look for new signatures and stale tags. A rule that must not prune
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 
+from flows.states import outcome_state, state_data
 from flows.tasks import retry_transient
 from syncer_core.sync.engine import describe_error
 from syncer_core.sync.prune import prune_rule, skip_reason
@@ -23,6 +26,13 @@ from syncer_core.sync.results import ImageResult, ImageStatus, PruneAction
 from syncer_core.sync.session import get_session
 
 __all__ = ["prune_after", "prune_task", "referrers_after", "referrers_task"]
+
+def _data(state: State[Any]) -> Any:
+    """What a (possibly Failed) task state carries; the exception that ended it is raised."""
+    data = state_data(state)
+    if isinstance(data, BaseException):
+        raise data
+    return data
 
 
 @task(
@@ -33,7 +43,7 @@ __all__ = ["prune_after", "prune_task", "referrers_after", "referrers_task"]
 )
 def referrers_task(
     session_id: str, rule_index: int, repository: str, results: list[ImageResult]
-) -> list[ImageResult]:
+) -> State[list[ImageResult]]:
     """Copy the signatures, attestations and SBOMs of the rule's images, after them.
 
     Args:
@@ -50,7 +60,7 @@ def referrers_task(
             logger.error("referrer %s failed: %s", result.target, result.reason)
         elif result.status.value != "skipped":
             logger.info("referrer %s %s: %s", result.target, result.status.value, result.reason)
-    return copied
+    return outcome_state(repository, copied, None, copied, verb="referrers failed")
 
 
 def referrers_after(
@@ -62,7 +72,9 @@ def referrers_after(
         return []
     repository = rule.target.repository.name
     try:
-        return referrers_task(session_id, rule_index, repository, list(results))
+        state = referrers_task(session_id, rule_index, repository, list(results), return_state=True)
+        copied: list[ImageResult] = _data(state)
+        return copied
     except Exception as failure:  # noqa: BLE001 - the images are fine; report the referrers
         reason = describe_error(failure)
         get_run_logger().error("referrers of %s failed: %s", repository, reason)
@@ -85,7 +97,7 @@ def referrers_after(
 )
 def prune_task(
     session_id: str, rule_index: int, repository: str, results: list[ImageResult]
-) -> list[PruneAction]:
+) -> State[list[PruneAction]]:
     """Delete (dry-run: list) the rule's destination tags that left its selection.
 
     Args:
@@ -102,7 +114,8 @@ def prune_task(
         getattr(logger, level)(
             "prune %s: %s (%s) %s", action.action, action.target, action.digest, action.reason
         )
-    return actions
+    failed = [f"prune {a.target} failed ({a.reason})" for a in actions if a.action == "failed"]
+    return outcome_state(repository, [], None, actions, others=failed)
 
 
 def prune_after(
@@ -126,7 +139,9 @@ def prune_after(
         get_run_logger().warning("prune of %s skipped: %s", repository, reason)
         return [PruneAction(rule=rule.name, target=repository, action="skipped", reason=reason)]
     try:
-        return prune_task(session_id, rule_index, repository, list(results))
+        state = prune_task(session_id, rule_index, repository, list(results), return_state=True)
+        actions: list[PruneAction] = _data(state)
+        return actions
     except Exception as failure:  # noqa: BLE001 - listing/reading failed: reported, rule goes on
         reason = describe_error(failure)
         get_run_logger().error("prune of %s failed: %s", repository, reason)

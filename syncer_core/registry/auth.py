@@ -199,12 +199,27 @@ class RegistryAuth(httpx.Auth):
         raise RuntimeError("RegistryAuth supports synchronous clients only")
 
     def _token_request(
-        self, realm: httpx.URL, challenge: Challenge, scopes: tuple[str, ...]
+        self,
+        request: httpx.Request,
+        realm: httpx.URL,
+        challenge: Challenge,
+        scopes: tuple[str, ...],
     ) -> httpx.Request:
+        """Build the token request with the challenged request's timeouts and User-Agent.
+
+        A request yielded by an auth flow is sent as built: without the
+        `timeout` extension it has none at all, so a token service that
+        accepts the connection and never answers would block forever.
+        """
         params: list[tuple[str, str | int | float | bool | None]] = []
         if challenge.service:
             params.append(("service", challenge.service))
         headers = {"Accept": "application/json"}
+        if agent := request.headers.get("user-agent"):
+            headers["User-Agent"] = agent
+        extensions = (
+            {"timeout": request.extensions["timeout"]} if "timeout" in request.extensions else {}
+        )
         if self._access.identity_token is not None:
             form = {
                 "grant_type": "refresh_token",
@@ -213,13 +228,15 @@ class RegistryAuth(httpx.Auth):
                 "service": challenge.service or "",
                 "scope": " ".join(scopes),
             }
-            return httpx.Request("POST", realm, data=form, headers=headers)
+            return httpx.Request("POST", realm, data=form, headers=headers, extensions=extensions)
         params.extend(("scope", s) for s in scopes)
         if self._access.username:
             params.append(("account", self._access.username))
         if basic := self._basic_header():
             headers["Authorization"] = basic
-        return httpx.Request("GET", realm.copy_merge_params(params), headers=headers)
+        return httpx.Request(
+            "GET", realm.copy_merge_params(params), headers=headers, extensions=extensions
+        )
 
     def _check_realm(self, request: httpx.Request, realm: httpx.URL) -> None:
         if request.url.scheme == "https" and realm.scheme != "https" and not self._access.insecure:
@@ -237,7 +254,7 @@ class RegistryAuth(httpx.Auth):
             self._tokens.discard(sent.removeprefix("Bearer "))
         realm = request.url.join(challenge.realm or "")
         self._check_realm(request, realm)
-        token_response = yield self._token_request(realm, challenge, scopes)
+        token_response = yield self._token_request(request, realm, challenge, scopes)
         token_response.read()
         what = f"token request to {realm.copy_with(query=None)}"
         if token_response.status_code in (401, 403):

@@ -17,7 +17,8 @@ from syncer_core.errors import (
     RegistryError,
     TransientRegistryError,
 )
-from syncer_core.registry import RegistryAccess
+from syncer_core.registry import ClientOptions, RegistryAccess
+from syncer_core.registry.http import USER_AGENT
 from tests.support.mock_registry import REGISTRY, Call, MockRegistry, bearer_challenge
 
 USER = "alice"
@@ -119,6 +120,28 @@ def test_bearer_challenge_fetches_token_with_basic_credentials_and_retries(
     assert token_request.params.get("service") == SERVICE
     assert token_request.params.get_list("scope") == [PULL]
     assert token_request.params.get("account") == USER
+
+
+@pytest.mark.parametrize("identity", [False, True], ids=["get", "refresh-token-post"])
+def test_token_request_has_the_client_timeouts_and_user_agent(
+    mock: MockRegistry, identity: bool
+) -> None:
+    # Built outside the client, the token request had no timeout at all (a
+    # stalled realm hung the run) and no User-Agent.
+    access = RegistryAccess(identity_token=SecretStr("refresh-me")) if identity else CREDENTIALS
+    mock.expect("HEAD", MANIFEST, status=401, headers=bearer_challenge(scope=PULL))
+    mock.expect("POST" if identity else "GET", REALM, json={"token": "T"})
+    mock.expect("HEAD", MANIFEST, headers=HEAD_OK)
+    options = ClientOptions(connect_timeout=3.0, read_timeout=7.0, write_timeout=9.0)
+    mock.client(access=access, options=options).head_manifest("library/app", "latest")
+    token_request = mock.calls[1].request
+    assert token_request.extensions["timeout"] == {
+        "connect": 3.0,
+        "read": 7.0,
+        "write": 9.0,
+        "pool": options.pool_timeout,
+    }
+    assert token_request.headers["user-agent"] == USER_AGENT
 
 
 def test_anonymous_token_request_sends_no_credentials_and_no_account(mock: MockRegistry) -> None:

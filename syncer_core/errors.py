@@ -16,7 +16,7 @@ SyncerError
     ├── PermissionDeniedError          403 / DENIED
     ├── NotFoundError                  404 / *_UNKNOWN
     ├── ManifestRejectedError          the destination refused a manifest (400 MANIFEST_*)
-    ├── InsecureRealmError             a token realm that would downgrade https to http
+    ├── InsecureRealmError             a plain-HTTP token realm off a plain-HTTP registry's host
     ├── TLSVerificationError           certificate verification failed
     └── TransientRegistryError         5xx, timeouts, resets: worth retrying
         └── RateLimitedError           429, .retry_after
@@ -139,7 +139,10 @@ class ManifestRejectedError(RegistryError):
 
 
 class InsecureRealmError(RegistryError):
-    """A Bearer realm would send credentials over plain HTTP for an HTTPS registry."""
+    """A Bearer realm would send credentials over plain HTTP.
+
+    Allowed only for a plain-HTTP registry's realm on its own host.
+    """
 
 
 class TLSVerificationError(RegistryError):

@@ -18,6 +18,7 @@ SyncerError
     ├── ManifestRejectedError          the destination refused a manifest (400 MANIFEST_*)
     ├── InsecureRealmError             a plain-HTTP token realm off a plain-HTTP registry's host
     ├── TLSVerificationError           certificate verification failed
+    ├── SchemeMismatchError            TLS to a plain-HTTP port, or plain HTTP to a TLS one
     └── TransientRegistryError         5xx, timeouts, resets: worth retrying
         └── RateLimitedError           429, .retry_after
 ```
@@ -44,6 +45,7 @@ __all__ = [
     "RateLimitedError",
     "RegistryError",
     "RuleError",
+    "SchemeMismatchError",
     "SyncerError",
     "TLSVerificationError",
     "TransientRegistryError",
@@ -147,6 +149,20 @@ class InsecureRealmError(RegistryError):
 
 class TLSVerificationError(RegistryError):
     """The registry's TLS certificate could not be verified."""
+
+
+class SchemeMismatchError(RegistryError):
+    """TLS was spoken to a plain-HTTP port, or plain HTTP to a TLS one.
+
+    A configuration problem, not a transient failure: retrying cannot help,
+    so it is never retried. The message names the registry and the auth-file
+    setting to change. `speaks` is what the registry's port really speaks,
+    `http` or `https`.
+    """
+
+    def __init__(self, message: str, *, speaks: str, **kwargs: Any):
+        self.speaks = speaks
+        super().__init__(message, **kwargs)
 
 
 class TransientRegistryError(RegistryError):

@@ -23,7 +23,7 @@ from typing import TypeVar
 import httpx
 
 from syncer_core.digest import compute_digest, is_digest
-from syncer_core.errors import DigestMismatchError, RegistryError
+from syncer_core.errors import DigestMismatchError, RegistryError, TransientRegistryError
 from syncer_core.manifest import MAX_MANIFEST_BYTES, RawManifest, detect_media_type
 from syncer_core.mediatypes import MANIFEST_ACCEPT
 from syncer_core.reference import DOCKER_HUB, DOCKER_HUB_API
@@ -90,15 +90,39 @@ class RegistryClient:
             return self._base
 
     def _resolve_base_url(self) -> httpx.URL:
+        """`https://`, or `http://` only once its port proved to speak plain HTTP.
+
+        An insecure registry is probed: a short HTTPS `GET /v2/` (a plain-HTTP
+        port may accept TCP and never answer TLS). If it fails, plain HTTP is
+        chosen only when the port answers `GET /v2/` over plain HTTP as a
+        registry does; otherwise (a timeout, a slow first TLS handshake, a
+        TLS port's "HTTP request to an HTTPS server") the failure is raised
+        as transient and nothing is remembered, so the next call probes again.
+        """
         https = httpx.URL(f"https://{self.host}/")
         if not self.access.insecure:
             return https
         try:
-            # A short probe: a plain-HTTP port may accept TCP and never answer TLS.
             self._http.get(https.join("/v2/"), auth=None, timeout=_PROBE_TIMEOUT).close()
-        except httpx.TransportError:
-            return httpx.URL(f"http://{self.host}/")
+        except httpx.TransportError as exc:
+            plain = httpx.URL(f"http://{self.host}/")
+            if self._speaks_plain_http(plain):
+                return plain
+            raise TransientRegistryError(
+                f"HTTPS probe: {self.registry} unreachable ({type(exc).__name__}: {exc}), "
+                "and its port does not answer plain HTTP as a registry",
+                registry=self.registry,
+            ) from exc
         return https
+
+    def _speaks_plain_http(self, plain: httpx.URL) -> bool:
+        """Whether `GET /v2/` over plain HTTP gets a registry's answer (200 or 401)."""
+        try:
+            response = self._http.get(plain.join("/v2/"), auth=None, timeout=_PROBE_TIMEOUT)
+        except httpx.HTTPError:
+            return False
+        response.close()
+        return response.status_code in (200, 401)
 
     def url(self, path: str) -> httpx.URL:
         """Resolve a path (or an absolute URL, e.g. an upload Location) against the base."""
@@ -130,7 +154,9 @@ class RegistryClient:
         try:
             response = self._http.send(request, stream=True, follow_redirects=follow_redirects)
         except httpx.HTTPError as exc:
-            raise error_from_transport(exc, registry=self.registry, what=what) from exc
+            raise error_from_transport(
+                exc, registry=self.registry, what=what, insecure=self.access.insecure
+            ) from exc
         if counted:
             self._rate_gate.observe(response)
         if response.status_code in set(ok) or response.is_success:

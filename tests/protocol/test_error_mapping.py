@@ -19,6 +19,7 @@ from syncer_core.errors import (
     PermissionDeniedError,
     RateLimitedError,
     RegistryError,
+    SchemeMismatchError,
     TLSVerificationError,
     TransientRegistryError,
 )
@@ -272,6 +273,55 @@ def test_certificate_failure_is_tls_verification_error(mock: MockRegistry) -> No
     assert GET_WHAT in str(info.value)
     assert "ca_file" in str(info.value)
     assert not isinstance(info.value, TransientRegistryError)
+
+
+def plaintext_peer_failure() -> httpx.ConnectError:
+    """What httpx raises when TLS is spoken to a plain-HTTP port (OpenSSL 3)."""
+    cause = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
+    error = httpx.ConnectError(str(cause))
+    error.__cause__ = cause
+    return error
+
+
+def test_tls_to_a_plain_http_port_fails_at_once_naming_insecure(mock: MockRegistry) -> None:
+    mock.expect("GET", MANIFEST_PATH, raises=plaintext_peer_failure())
+    client = mock.client(retry=RetryPolicy(attempts=3, base_delay=0.001))
+    with pytest.raises(SchemeMismatchError) as info:
+        client.get_manifest("library/app", "1.0")
+    assert not isinstance(info.value, TransientRegistryError)
+    assert info.value.speaks == "http" and info.value.registry == REGISTRY
+    assert f"set `insecure: true` in the auth-file entry for {REGISTRY}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"Client sent an HTTP request to an HTTPS server.\n",  # Go net/http (distribution)
+        b"<html><h1>400 The plain HTTP request was sent to HTTPS port</h1></html>",  # nginx
+    ],
+)
+def test_plain_http_to_a_tls_port_fails_at_once_naming_https(
+    mock: MockRegistry, body: bytes
+) -> None:
+    upload = f"http://{REGISTRY}/v2/library/app/blobs/uploads/u1"
+    mock.expect("DELETE", upload, status=400, content=body)
+    mock.expect("GET", f"http://{REGISTRY}/v2/x", status=400, content=body)
+    client = mock.client(retry=RetryPolicy(attempts=3, base_delay=0.001))
+    with pytest.raises(SchemeMismatchError) as info:
+        client.send("DELETE", upload, what="cancel upload")
+    assert info.value.speaks == "https" and "speaks HTTPS" in str(info.value)
+    assert "insecure: true" in str(info.value)
+    with pytest.raises(SchemeMismatchError):  # not retried: one request
+        client.retrying(lambda: client.send("GET", f"http://{REGISTRY}/v2/x", what="GET"))
+
+
+def test_a_400_over_https_with_that_text_stays_a_plain_400(mock: MockRegistry) -> None:
+    mock.expect(
+        "GET", "/v2/x", status=400, content=b"Client sent an HTTP request to an HTTPS server"
+    )
+    with pytest.raises(RegistryError) as info:
+        mock.client().send("GET", "/v2/x", what="GET")
+    assert not isinstance(info.value, SchemeMismatchError)
 
 
 def test_certificate_failure_in_the_context_chain_is_found(mock: MockRegistry) -> None:

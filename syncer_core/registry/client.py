@@ -25,13 +25,17 @@ import httpx
 from syncer_core.digest import compute_digest, is_digest
 from syncer_core.errors import DigestMismatchError, RegistryError, TransientRegistryError
 from syncer_core.manifest import MAX_MANIFEST_BYTES, RawManifest, detect_media_type
-from syncer_core.mediatypes import MANIFEST_ACCEPT
+from syncer_core.mediatypes import MANIFEST_ACCEPT, SCHEMA1_TYPES
 from syncer_core.reference import DOCKER_HUB, DOCKER_HUB_API
 from syncer_core.registry.access import RegistryAccess
 from syncer_core.registry.auth import SCOPE_EXTENSION, RegistryAuth
 from syncer_core.registry.http import ClientOptions, build_http_client
 from syncer_core.registry.ratelimit import RateLimitGate
-from syncer_core.registry.responses import error_from_transport, raise_for_status
+from syncer_core.registry.responses import (
+    error_from_transport,
+    raise_for_status,
+    schema1_push_error,
+)
 from syncer_core.registry.retry import RetryPolicy, call_with_retries
 from syncer_core.registry.types import BlobStream, ManifestHead
 from syncer_core.registry.uploads import BlobUploader, MountResult
@@ -264,8 +268,7 @@ class RegistryClient:
         manifest = RawManifest(media_type, data)
         claimed = response.headers.get("docker-content-digest")
         expected = reference if is_digest(reference) else claimed
-        if expected and expected.startswith("sha256:") and expected != manifest.digest:
-            raise DigestMismatchError(expected, manifest.digest, what=f"manifest {repository}")
+        _verify(manifest, expected, what=f"manifest {repository}")
         return manifest
 
     def _read_capped(self, response: httpx.Response, what: str) -> bytes:
@@ -291,21 +294,31 @@ class RegistryClient:
             ManifestRejectedError: the registry refused it (e.g. blobs missing).
             DigestMismatchError: the registry stored it under another digest.
         """
-        if is_digest(reference) and reference != manifest.digest:
-            raise DigestMismatchError(reference, manifest.digest, what=f"manifest {repository}")
+        if is_digest(reference):
+            _verify(manifest, reference, what=f"manifest {repository}")
         what = f"PUT manifest {repository}:{reference}"
-        response = self.retrying(
-            lambda: self.send(
-                "PUT",
-                f"/v2/{repository}/manifests/{reference}",
-                what=what,
-                content=manifest.data,
-                headers={"Content-Type": manifest.media_type},
-            )
-        )
+
+        def put() -> httpx.Response:
+            try:
+                return self.send(
+                    "PUT",
+                    f"/v2/{repository}/manifests/{reference}",
+                    what=what,
+                    content=manifest.data,
+                    headers={"Content-Type": manifest.media_type},
+                )
+            except RegistryError as error:
+                if manifest.media_type in SCHEMA1_TYPES:
+                    raise schema1_push_error(error) from error
+                raise
+
+        response = self.retrying(put)
         stored = response.headers.get("docker-content-digest")
-        if stored and stored.startswith("sha256:") and stored != manifest.digest:
-            raise DigestMismatchError(manifest.digest, stored, what=f"stored manifest {repository}")
+        if stored and is_digest(stored) and not manifest.matches(stored):
+            algorithm = stored.partition(":")[0]
+            raise DigestMismatchError(
+                manifest.digest_as(algorithm), stored, what=f"stored manifest {repository}"
+            )
         return manifest.digest
 
     def head_blob(self, repository: str, digest: str) -> int | None:
@@ -369,6 +382,15 @@ class RegistryClient:
         if self.head_blob(repository, digest) is None:
             self.push_blob(repository, digest, [data], size=len(data))
         return digest
+
+
+def _verify(manifest: RawManifest, expected: str | None, *, what: str) -> None:
+    """Check a manifest against the digest it was fetched or pushed under (any algorithm)."""
+    if expected is None or not is_digest(expected):
+        return  # no digest claimed (or one we cannot check): nothing to compare with
+    if not manifest.matches(expected):
+        actual = manifest.digest_as(expected.partition(":")[0])
+        raise DigestMismatchError(expected, actual, what=what)
 
 
 def _json_object(response: httpx.Response, what: str, registry: str) -> Mapping[str, object]:

@@ -36,6 +36,7 @@ __all__ = [
     "is_plaintext_peer",
     "parse_retry_after",
     "raise_for_status",
+    "schema1_push_error",
 ]
 
 _MAX_ERROR_BODY = 64 * 1024
@@ -173,6 +174,30 @@ def raise_for_status(
     """Raise the mapped error unless the response is 2xx."""
     if not response.is_success:
         raise error_from_response(response, registry=registry, what=what, secrets=secrets)
+
+
+def schema1_push_error(error: RegistryError) -> RegistryError:
+    """What a failed PUT of a Docker schema1 manifest means.
+
+    A registry without schema1 support refuses it: distribution 2.8 answers
+    `500 UNKNOWN` (its `ErrSchemaV1Unsupported`), others 400/415. Retrying
+    cannot help, so those become a `ManifestRejectedError` that says
+    schema1; other failures (429, 503, resets) are returned unchanged.
+    """
+    codes = {str(e.get("code", "")).upper() for e in error.errors}
+    refused = isinstance(error, ManifestRejectedError) or (
+        error.status_code == 500 and codes == {"UNKNOWN"}
+    )
+    if not refused or error.status_code in (401, 403, 404, 429):
+        return error
+    return ManifestRejectedError(
+        f"{error}: the destination refused a Docker schema1 manifest (deprecated; registries "
+        "drop schema1 support, e.g. distribution unless compatibility.schema1.enabled); "
+        "sync a schema2/OCI tag of the image instead",
+        registry=error.registry,
+        status_code=error.status_code,
+        errors=error.errors,
+    )
 
 
 def is_https_port_answer(response: httpx.Response, body: bytes) -> bool:

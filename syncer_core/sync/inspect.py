@@ -214,7 +214,7 @@ class _Inspector:
             plan.blobs_present += 1
             return
         if self.dst.head_blob(target.repository, digest) is not None:
-            ledger.record(target.registry, target.repository, digest)
+            ledger.record(target.registry, target.repository, digest, self.dst.access)
             plan.blobs_present += 1
             return
         plan.blobs.append(BlobTransfer(self.job.source, target, digest, size))

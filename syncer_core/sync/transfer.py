@@ -87,15 +87,22 @@ def _mount_or_stream(session: SyncSession, transfer: BlobTransfer) -> BlobOutcom
     if mount.mounted:
         return BlobOutcome(digest=transfer.digest, action="mounted")
     src = session.client(transfer.source)
-    with src.open_blob(transfer.source.repository, transfer.digest) as stream:
-        size = transfer.size or stream.size
-        dst.push_blob(
-            target.repository,
-            transfer.digest,
-            stream.iter_chunks(),
-            size=size,
-            upload_url=mount.upload_url,
-        )
+    pending = mount.upload_url  # a mount's 202 session, until push_blob takes it over
+    try:
+        with src.open_blob(transfer.source.repository, transfer.digest) as stream:
+            size = transfer.size or stream.size
+            upload_url, pending = pending, None  # push_blob cancels it on its own failures
+            dst.push_blob(
+                target.repository,
+                transfer.digest,
+                stream.iter_chunks(),
+                size=size,
+                upload_url=upload_url,
+            )
+    except BaseException:
+        if pending is not None:
+            dst.cancel_upload(pending)  # the source failed before the upload began
+        raise
     return BlobOutcome(digest=transfer.digest, action="copied", bytes=size or 0)
 
 

@@ -1,10 +1,11 @@
-"""Cross-repository mounts that cannot work fall back to streaming (issue 15 #5).
+"""Cross-repository mounts that cannot work fall back to streaming (issue 15 #5, #7).
 
 One token registry, two users: `syncer` may do anything, `team-b` only
 under `team-b/`. A blob `syncer` placed in `team-a/app` is in the run's
 ledger, but `team-b` may not pull from there: distribution refuses that
 mount with 401. Such a repository is no mount source for `team-b`, and a
-refused mount streams the blob instead of failing the image.
+refused mount streams the blob instead of failing the image. A mount's
+upload session (202) is cancelled when the source then fails.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 import pytest
 from pydantic import SecretStr
 
+from syncer_core.errors import NotFoundError
 from syncer_core.plan import SyncJob
 from syncer_core.reference import Reference
 from syncer_core.registry import RegistryAccess
@@ -101,3 +103,22 @@ def test_a_refused_mount_streams_the_blob(fresh_registry: Fresh) -> None:
     assert [r.status for r in mounts][-1] == 401
     with registry_client(teams.dst) as client:
         assert client.head_blob("team-b/app", digest) == len(data)
+
+
+def test_a_mount_session_is_cancelled_when_the_source_blob_fails(fresh_registry: Fresh) -> None:
+    src, dst = fresh_registry("plain"), fresh_registry("plain")
+    accesses = {src.host: access_for(src), dst.host: access_for(dst)}
+    session = SyncSession(lambda reference: accesses[reference.registry])
+    digest = "sha256:" + "ab" * 32  # in no repository: the mount opens a session (202)
+    source = Reference.parse(f"{src.host}/{unique('gone/app')}:v1")
+    target = Reference.parse(f"{dst.host}/{unique('mirror/app')}:v1")
+    session.ledger.record(dst.host, "elsewhere/app", digest, accesses[dst.host])
+    try:
+        with pytest.raises(NotFoundError):  # the source has no such blob
+            copy_blob(session, BlobTransfer(source, target, digest, 10))
+    finally:
+        session.close()
+    uploads = [
+        (r.method, r.status) for r in dst.requests() if f"/v2/{target.repository}/blobs/" in r.path
+    ]
+    assert uploads == [("POST", 202), ("DELETE", 204)]

@@ -256,10 +256,12 @@ def test_failure_while_streaming_a_blob_is_transient(mock: MockRegistry) -> None
         b"".join(blob.iter_chunks())
 
 
-def tls_failure() -> httpx.ConnectError:
-    cause = ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed certificate")
+def tls_failure(cause: ssl.SSLError | None = None) -> httpx.ConnectError:
+    """A TLS handshake failure as httpx raises it (a certificate one by default)."""
     error = httpx.ConnectError("TLS handshake failed")
-    error.__cause__ = cause
+    error.__cause__ = cause or ssl.SSLCertVerificationError(
+        1, "certificate verify failed: self-signed certificate"
+    )
     return error
 
 
@@ -275,22 +277,16 @@ def test_certificate_failure_is_tls_verification_error(mock: MockRegistry) -> No
     assert not isinstance(info.value, TransientRegistryError)
 
 
-def plaintext_peer_failure() -> httpx.ConnectError:
-    """What httpx raises when TLS is spoken to a plain-HTTP port (OpenSSL 3)."""
-    cause = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
-    error = httpx.ConnectError(str(cause))
-    error.__cause__ = cause
-    return error
+#: What OpenSSL 3 says when TLS is spoken to a plain-HTTP port.
+WRONG_VERSION = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
 
 
 def test_tls_to_a_plain_http_port_fails_at_once_naming_insecure(mock: MockRegistry) -> None:
-    mock.expect("GET", MANIFEST_PATH, raises=plaintext_peer_failure())
-    client = mock.client(retry=RetryPolicy(attempts=3, base_delay=0.001))
-    with pytest.raises(SchemeMismatchError) as info:
-        client.get_manifest("library/app", "1.0")
-    assert not isinstance(info.value, TransientRegistryError)
-    assert info.value.speaks == "http" and info.value.registry == REGISTRY
-    assert f"set `insecure: true` in the auth-file entry for {REGISTRY}" in str(info.value)
+    mock.expect("GET", "/v2/app/manifests/1", raises=tls_failure(WRONG_VERSION))
+    hint = f"set `insecure: true` in the auth-file entry for {REGISTRY}"
+    with pytest.raises(SchemeMismatchError, match=hint) as info:
+        mock.client(retry=RetryPolicy(attempts=3, base_delay=0.001)).get_manifest("app", "1")
+    assert info.value.speaks == "http" and not isinstance(info.value, TransientRegistryError)
 
 
 @pytest.mark.parametrize(

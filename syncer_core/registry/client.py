@@ -33,6 +33,8 @@ from syncer_core.registry.http import ClientOptions, build_http_client
 from syncer_core.registry.ratelimit import RateLimitGate
 from syncer_core.registry.responses import (
     error_from_transport,
+    is_https_port_answer,
+    is_plaintext_peer,
     raise_for_status,
     schema1_push_error,
 )
@@ -97,11 +99,13 @@ class RegistryClient:
         """`https://`, or `http://` only once its port proved to speak plain HTTP.
 
         An insecure registry is probed: a short HTTPS `GET /v2/` (a plain-HTTP
-        port may accept TCP and never answer TLS). If it fails, plain HTTP is
-        chosen only when the port answers `GET /v2/` over plain HTTP as a
-        registry does; otherwise (a timeout, a slow first TLS handshake, a
-        TLS port's "HTTP request to an HTTPS server") the failure is raised
-        as transient and nothing is remembered, so the next call probes again.
+        port may accept TCP and never answer TLS). Plain HTTP is chosen when
+        the TLS handshake met plain-HTTP bytes (`WRONG_VERSION_NUMBER`), or,
+        after any other failure, when the port answers `GET /v2/` over plain
+        HTTP other than as a TLS port does ("HTTP request to an HTTPS
+        server"). Otherwise (a slow first handshake, a timeout) the failure
+        is raised as transient and nothing is remembered: the next call
+        probes again.
         """
         https = httpx.URL(f"https://{self.host}/")
         if not self.access.insecure:
@@ -110,23 +114,22 @@ class RegistryClient:
             self._http.get(https.join("/v2/"), auth=None, timeout=_PROBE_TIMEOUT).close()
         except httpx.TransportError as exc:
             plain = httpx.URL(f"http://{self.host}/")
-            if self._speaks_plain_http(plain):
+            if is_plaintext_peer(exc) or self._speaks_plain_http(plain):
                 return plain
             raise TransientRegistryError(
                 f"HTTPS probe: {self.registry} unreachable ({type(exc).__name__}: {exc}), "
-                "and its port does not answer plain HTTP as a registry",
+                "and its port does not answer plain HTTP",
                 registry=self.registry,
             ) from exc
         return https
 
     def _speaks_plain_http(self, plain: httpx.URL) -> bool:
-        """Whether `GET /v2/` over plain HTTP gets a registry's answer (200 or 401)."""
+        """Whether `GET /v2/` over plain HTTP gets an answer that is not a TLS port's."""
         try:
             response = self._http.get(plain.join("/v2/"), auth=None, timeout=_PROBE_TIMEOUT)
         except httpx.HTTPError:
             return False
-        response.close()
-        return response.status_code in (200, 401)
+        return not is_https_port_answer(response, response.content)
 
     def url(self, path: str) -> httpx.URL:
         """Resolve a path (or an absolute URL, e.g. an upload Location) against the base."""

@@ -409,7 +409,7 @@ def test_http_realm_on_a_plain_http_registrys_own_host_is_allowed(
     mock.base_url = httpx.URL(f"http://{REGISTRY}/")
     access = RegistryAccess(username=USER, password=SecretStr(PASSWORD), insecure=True)
     mock.expect("GET", f"https://{REGISTRY}/v2/", raises=httpx.ConnectError("TLS on plain HTTP"))
-    mock.expect("GET", "/v2/", status=401)  # the port speaks plain HTTP: a registry's 401
+    mock.expect("GET", "/v2/", status=401)  # the port answers plain HTTP
     mock.expect("HEAD", MANIFEST, status=401, headers=bearer_challenge(realm, scope=PULL))
     mock.expect(
         "GET", token_url(PULL, realm=realm), json={"token": "T"}, check=authorization(BASIC)
@@ -424,7 +424,7 @@ def test_http_realm_on_another_host_of_a_plain_http_registry_is_refused(
     mock.base_url = httpx.URL(f"http://{REGISTRY}/")
     access = RegistryAccess(username=USER, password=SecretStr(PASSWORD), insecure=True)
     mock.expect("GET", f"https://{REGISTRY}/v2/", raises=httpx.ConnectError("TLS on plain HTTP"))
-    mock.expect("GET", "/v2/", status=401)  # the port speaks plain HTTP: a registry's 401
+    mock.expect("GET", "/v2/", status=401)  # the port answers plain HTTP
     mock.expect(
         "HEAD",
         MANIFEST,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 
 import httpx
@@ -456,13 +457,23 @@ INSECURE = RegistryAccess(insecure=True)
 
 def test_insecure_registry_falls_back_to_http(mock: MockRegistry) -> None:
     mock.expect("GET", f"https://{REGISTRY}/v2/", raises=httpx.ConnectError("TLS on a plain port"))
-    mock.expect("GET", f"http://{REGISTRY}/v2/", status=401)  # answers as a registry: plain HTTP
+    mock.expect("GET", f"http://{REGISTRY}/v2/", status=503)  # any plain-HTTP answer will do
     mock.expect("GET", f"http://{REGISTRY}/v2/")
     mock.expect("GET", f"http://{REGISTRY}/v2/x/tags/list", json={"tags": ["t"]})
     client = mock.client(access=INSECURE)
     client.ping()
     assert client.list_tags("x") == ["t"]
     assert client.base_url == httpx.URL(f"http://{REGISTRY}/")
+
+
+def test_tls_meeting_plain_http_bytes_falls_back_without_a_second_probe(
+    mock: MockRegistry,
+) -> None:
+    failure = httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    failure.__cause__ = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    mock.expect("GET", f"https://{REGISTRY}/v2/", raises=failure)
+    mock.expect("GET", f"http://{REGISTRY}/v2/x/tags/list", json={"tags": ["t"]})
+    assert mock.client(access=INSECURE).list_tags("x") == ["t"]
 
 
 HTTPS_PORT_ANSWER = b"Client sent an HTTP request to an HTTPS server.\n"

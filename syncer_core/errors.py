@@ -16,8 +16,9 @@ SyncerError
     ├── PermissionDeniedError          403 / DENIED
     ├── NotFoundError                  404 / *_UNKNOWN
     ├── ManifestRejectedError          the destination refused a manifest (400 MANIFEST_*)
-    ├── InsecureRealmError             a token realm that would downgrade https to http
+    ├── InsecureRealmError             a plain-HTTP token realm off a plain-HTTP registry's host
     ├── TLSVerificationError           certificate verification failed
+    ├── SchemeMismatchError            TLS to a plain-HTTP port, or plain HTTP to a TLS one
     └── TransientRegistryError         5xx, timeouts, resets: worth retrying
         └── RateLimitedError           429, .retry_after
 ```
@@ -44,6 +45,7 @@ __all__ = [
     "RateLimitedError",
     "RegistryError",
     "RuleError",
+    "SchemeMismatchError",
     "SyncerError",
     "TLSVerificationError",
     "TransientRegistryError",
@@ -139,11 +141,28 @@ class ManifestRejectedError(RegistryError):
 
 
 class InsecureRealmError(RegistryError):
-    """A Bearer realm would send credentials over plain HTTP for an HTTPS registry."""
+    """A Bearer realm would send credentials over plain HTTP.
+
+    Allowed only for a plain-HTTP registry's realm on its own host.
+    """
 
 
 class TLSVerificationError(RegistryError):
     """The registry's TLS certificate could not be verified."""
+
+
+class SchemeMismatchError(RegistryError):
+    """TLS was spoken to a plain-HTTP port, or plain HTTP to a TLS one.
+
+    A configuration problem, not a transient failure: retrying cannot help,
+    so it is never retried. The message names the registry and the auth-file
+    setting to change. `speaks` is what the registry's port really speaks,
+    `http` or `https`.
+    """
+
+    def __init__(self, message: str, *, speaks: str, **kwargs: Any):
+        self.speaks = speaks
+        super().__init__(message, **kwargs)
 
 
 class TransientRegistryError(RegistryError):

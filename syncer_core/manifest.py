@@ -17,8 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from syncer_core import mediatypes as mt
-from syncer_core.digest import compute_digest, is_digest
+from syncer_core.digest import compute_digest, is_digest, parse_digest
 from syncer_core.errors import ManifestError
+from syncer_core.schema1 import signed_payload
 
 __all__ = [
     "MAX_MANIFEST_BYTES",
@@ -205,9 +206,35 @@ class RawManifest:
     data: bytes = field(repr=False)
 
     @cached_property
+    def digested_bytes(self) -> bytes:
+        """What the digest covers: the exact bytes, or a signed schema1's payload.
+
+        The one place of the digest rule (see `syncer_core.schema1`): a signed
+        schema1 manifest is addressed by its payload, without signatures.
+        """
+        if self.media_type in mt.SCHEMA1_TYPES and (payload := signed_payload(self.data)):
+            return payload
+        return self.data
+
+    @cached_property
     def digest(self) -> str:
-        """sha256 of the exact bytes."""
-        return compute_digest(self.data)
+        """sha256 of `digested_bytes` (the exact bytes, unless signed schema1)."""
+        return compute_digest(self.digested_bytes)
+
+    def digest_as(self, algorithm: str) -> str:
+        """The digest under another algorithm (`sha512` references)."""
+        return (
+            self.digest if algorithm == "sha256" else compute_digest(self.digested_bytes, algorithm)
+        )
+
+    def matches(self, digest: str) -> bool:
+        """Whether `digest` (sha256 or sha512) is this manifest's digest.
+
+        Raises:
+            ValueError: `digest` is not a supported, well-formed digest.
+        """
+        algorithm, _ = parse_digest(digest)
+        return self.digest_as(algorithm) == digest
 
     @property
     def size(self) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from typing import Any
 
 import pytest
 
@@ -109,13 +110,18 @@ def registry_token(
 @pytest.fixture
 def fresh_registry(
     tmp_path_factory: pytest.TempPathFactory, registry_certs: CertPaths
-) -> Iterator[Callable[[Flavour], RegistryServer]]:
-    """Factory `make_registry(flavour)` of throw-away registries, all stopped at teardown."""
+) -> Iterator[Callable[..., RegistryServer]]:
+    """Factory `make_registry(flavour, **options)` of throw-away registries, stopped at teardown.
+
+    `options` are `RegistryServer` keywords, e.g. `schema1=True`.
+    """
     with ExitStack() as stack:
 
-        def make_registry(flavour: Flavour = "plain") -> RegistryServer:
+        def make_registry(flavour: Flavour = "plain", **options: Any) -> RegistryServer:
             workdir = tmp_path_factory.mktemp(f"fresh-{flavour}")
-            return stack.enter_context(running_registry(flavour, workdir, certs=registry_certs))
+            return stack.enter_context(
+                running_registry(flavour, workdir, certs=registry_certs, **options)
+            )
 
         yield make_registry
 

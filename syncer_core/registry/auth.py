@@ -8,8 +8,9 @@ set, and replay the request. Design points:
 - `sync_auth_flow` is overridden instead of setting `requires_response_body`,
   which would buffer every blob body; only 401 and token bodies are read.
 - Credentials go only to the registry's own origin and to its token realm;
-  a realm that downgrades https to http is refused (`InsecureRealmError`)
-  unless the registry is configured insecure.
+  a plain-HTTP realm is refused (`InsecureRealmError`) unless the registry
+  itself is plain HTTP and the realm is on its host (`insecure` is no
+  exception: it skips certificate checks, it does not allow clear text).
 - A request with a streamed body cannot be replayed after a 401: callers open
   uploads with a body-less POST first, which leaves a cached token behind.
 """
@@ -199,12 +200,27 @@ class RegistryAuth(httpx.Auth):
         raise RuntimeError("RegistryAuth supports synchronous clients only")
 
     def _token_request(
-        self, realm: httpx.URL, challenge: Challenge, scopes: tuple[str, ...]
+        self,
+        request: httpx.Request,
+        realm: httpx.URL,
+        challenge: Challenge,
+        scopes: tuple[str, ...],
     ) -> httpx.Request:
+        """Build the token request with the challenged request's timeouts and User-Agent.
+
+        A request yielded by an auth flow is sent as built: without the
+        `timeout` extension it has none at all, so a token service that
+        accepts the connection and never answers would block forever.
+        """
         params: list[tuple[str, str | int | float | bool | None]] = []
         if challenge.service:
             params.append(("service", challenge.service))
         headers = {"Accept": "application/json"}
+        if agent := request.headers.get("user-agent"):
+            headers["User-Agent"] = agent
+        extensions = (
+            {"timeout": request.extensions["timeout"]} if "timeout" in request.extensions else {}
+        )
         if self._access.identity_token is not None:
             form = {
                 "grant_type": "refresh_token",
@@ -213,20 +229,39 @@ class RegistryAuth(httpx.Auth):
                 "service": challenge.service or "",
                 "scope": " ".join(scopes),
             }
-            return httpx.Request("POST", realm, data=form, headers=headers)
+            return httpx.Request("POST", realm, data=form, headers=headers, extensions=extensions)
         params.extend(("scope", s) for s in scopes)
         if self._access.username:
             params.append(("account", self._access.username))
         if basic := self._basic_header():
             headers["Authorization"] = basic
-        return httpx.Request("GET", realm.copy_merge_params(params), headers=headers)
+        return httpx.Request(
+            "GET", realm.copy_merge_params(params), headers=headers, extensions=extensions
+        )
 
     def _check_realm(self, request: httpx.Request, realm: httpx.URL) -> None:
-        if request.url.scheme == "https" and realm.scheme != "https" and not self._access.insecure:
-            raise InsecureRealmError(
-                f"{self._registry}: refusing token realm {realm} (https registry, http realm)",
-                registry=self._registry,
-            )
+        """Refuse a plain-HTTP realm unless it is a plain-HTTP registry's own host.
+
+        `insecure` is no exception: it skips certificate checks, yet a
+        self-signed HTTPS registry still must not have its credentials (or
+        a refresh token) sent unencrypted to an `http://` realm.
+        """
+        if realm.scheme == "https":
+            return
+        registry_url = request.url
+        if registry_url.scheme == "http" and realm.host == registry_url.host:
+            return  # nothing is encrypted on a plain-HTTP registry's own host anyway
+        why = (
+            "https registry, http realm"
+            if registry_url.scheme == "https"
+            else f"http realm on {realm.host}, not on the registry's host {registry_url.host}"
+        )
+        raise InsecureRealmError(
+            f"{self._registry}: refusing token realm {realm.copy_with(query=None)} ({why}): "
+            "credentials would travel unencrypted; a plain-HTTP realm is accepted only on "
+            "the host of a plain-HTTP registry",
+            registry=self._registry,
+        )
 
     def _fetch_token(
         self, request: httpx.Request, challenge: Challenge, scopes: tuple[str, ...]
@@ -237,7 +272,7 @@ class RegistryAuth(httpx.Auth):
             self._tokens.discard(sent.removeprefix("Bearer "))
         realm = request.url.join(challenge.realm or "")
         self._check_realm(request, realm)
-        token_response = yield self._token_request(realm, challenge, scopes)
+        token_response = yield self._token_request(request, realm, challenge, scopes)
         token_response.read()
         what = f"token request to {realm.copy_with(query=None)}"
         if token_response.status_code in (401, 403):

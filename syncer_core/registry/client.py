@@ -23,15 +23,21 @@ from typing import TypeVar
 import httpx
 
 from syncer_core.digest import compute_digest, is_digest
-from syncer_core.errors import DigestMismatchError, RegistryError
+from syncer_core.errors import DigestMismatchError, RegistryError, TransientRegistryError
 from syncer_core.manifest import MAX_MANIFEST_BYTES, RawManifest, detect_media_type
-from syncer_core.mediatypes import MANIFEST_ACCEPT
+from syncer_core.mediatypes import MANIFEST_ACCEPT, SCHEMA1_TYPES
 from syncer_core.reference import DOCKER_HUB, DOCKER_HUB_API
 from syncer_core.registry.access import RegistryAccess
 from syncer_core.registry.auth import SCOPE_EXTENSION, RegistryAuth
 from syncer_core.registry.http import ClientOptions, build_http_client
 from syncer_core.registry.ratelimit import RateLimitGate
-from syncer_core.registry.responses import error_from_transport, raise_for_status
+from syncer_core.registry.responses import (
+    error_from_transport,
+    is_https_port_answer,
+    is_plaintext_peer,
+    raise_for_status,
+    schema1_push_error,
+)
 from syncer_core.registry.retry import RetryPolicy, call_with_retries
 from syncer_core.registry.types import BlobStream, ManifestHead
 from syncer_core.registry.uploads import BlobUploader, MountResult
@@ -90,15 +96,40 @@ class RegistryClient:
             return self._base
 
     def _resolve_base_url(self) -> httpx.URL:
+        """`https://`, or `http://` only once its port proved to speak plain HTTP.
+
+        An insecure registry is probed: a short HTTPS `GET /v2/` (a plain-HTTP
+        port may accept TCP and never answer TLS). Plain HTTP is chosen when
+        the TLS handshake met plain-HTTP bytes (`WRONG_VERSION_NUMBER`), or,
+        after any other failure, when the port answers `GET /v2/` over plain
+        HTTP other than as a TLS port does ("HTTP request to an HTTPS
+        server"). Otherwise (a slow first handshake, a timeout) the failure
+        is raised as transient and nothing is remembered: the next call
+        probes again.
+        """
         https = httpx.URL(f"https://{self.host}/")
         if not self.access.insecure:
             return https
         try:
-            # A short probe: a plain-HTTP port may accept TCP and never answer TLS.
             self._http.get(https.join("/v2/"), auth=None, timeout=_PROBE_TIMEOUT).close()
-        except httpx.TransportError:
-            return httpx.URL(f"http://{self.host}/")
+        except httpx.TransportError as exc:
+            plain = httpx.URL(f"http://{self.host}/")
+            if is_plaintext_peer(exc) or self._speaks_plain_http(plain):
+                return plain
+            raise TransientRegistryError(
+                f"HTTPS probe: {self.registry} unreachable ({type(exc).__name__}: {exc}), "
+                "and its port does not answer plain HTTP",
+                registry=self.registry,
+            ) from exc
         return https
+
+    def _speaks_plain_http(self, plain: httpx.URL) -> bool:
+        """Whether `GET /v2/` over plain HTTP gets an answer that is not a TLS port's."""
+        try:
+            response = self._http.get(plain.join("/v2/"), auth=None, timeout=_PROBE_TIMEOUT)
+        except httpx.HTTPError:
+            return False
+        return not is_https_port_answer(response, response.content)
 
     def url(self, path: str) -> httpx.URL:
         """Resolve a path (or an absolute URL, e.g. an upload Location) against the base."""
@@ -130,7 +161,9 @@ class RegistryClient:
         try:
             response = self._http.send(request, stream=True, follow_redirects=follow_redirects)
         except httpx.HTTPError as exc:
-            raise error_from_transport(exc, registry=self.registry, what=what) from exc
+            raise error_from_transport(
+                exc, registry=self.registry, what=what, insecure=self.access.insecure
+            ) from exc
         if counted:
             self._rate_gate.observe(response)
         if response.status_code in set(ok) or response.is_success:
@@ -238,8 +271,7 @@ class RegistryClient:
         manifest = RawManifest(media_type, data)
         claimed = response.headers.get("docker-content-digest")
         expected = reference if is_digest(reference) else claimed
-        if expected and expected.startswith("sha256:") and expected != manifest.digest:
-            raise DigestMismatchError(expected, manifest.digest, what=f"manifest {repository}")
+        _verify(manifest, expected, what=f"manifest {repository}")
         return manifest
 
     def _read_capped(self, response: httpx.Response, what: str) -> bytes:
@@ -265,21 +297,31 @@ class RegistryClient:
             ManifestRejectedError: the registry refused it (e.g. blobs missing).
             DigestMismatchError: the registry stored it under another digest.
         """
-        if is_digest(reference) and reference != manifest.digest:
-            raise DigestMismatchError(reference, manifest.digest, what=f"manifest {repository}")
+        if is_digest(reference):
+            _verify(manifest, reference, what=f"manifest {repository}")
         what = f"PUT manifest {repository}:{reference}"
-        response = self.retrying(
-            lambda: self.send(
-                "PUT",
-                f"/v2/{repository}/manifests/{reference}",
-                what=what,
-                content=manifest.data,
-                headers={"Content-Type": manifest.media_type},
-            )
-        )
+
+        def put() -> httpx.Response:
+            try:
+                return self.send(
+                    "PUT",
+                    f"/v2/{repository}/manifests/{reference}",
+                    what=what,
+                    content=manifest.data,
+                    headers={"Content-Type": manifest.media_type},
+                )
+            except RegistryError as error:
+                if manifest.media_type in SCHEMA1_TYPES:
+                    raise schema1_push_error(error) from error
+                raise
+
+        response = self.retrying(put)
         stored = response.headers.get("docker-content-digest")
-        if stored and stored.startswith("sha256:") and stored != manifest.digest:
-            raise DigestMismatchError(manifest.digest, stored, what=f"stored manifest {repository}")
+        if stored and is_digest(stored) and not manifest.matches(stored):
+            algorithm = stored.partition(":")[0]
+            raise DigestMismatchError(
+                manifest.digest_as(algorithm), stored, what=f"stored manifest {repository}"
+            )
         return manifest.digest
 
     def head_blob(self, repository: str, digest: str) -> int | None:
@@ -343,6 +385,15 @@ class RegistryClient:
         if self.head_blob(repository, digest) is None:
             self.push_blob(repository, digest, [data], size=len(data))
         return digest
+
+
+def _verify(manifest: RawManifest, expected: str | None, *, what: str) -> None:
+    """Check a manifest against the digest it was fetched or pushed under (any algorithm)."""
+    if expected is None or not is_digest(expected):
+        return  # no digest claimed (or one we cannot check): nothing to compare with
+    if not manifest.matches(expected):
+        actual = manifest.digest_as(expected.partition(":")[0])
+        raise DigestMismatchError(expected, actual, what=what)
 
 
 def _json_object(response: httpx.Response, what: str, registry: str) -> Mapping[str, object]:

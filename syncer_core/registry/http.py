@@ -2,7 +2,8 @@
 
 `insecure` keeps image-syncer's meaning: skip certificate verification *and*
 allow plain HTTP. HTTPS is always tried first; plain HTTP only as a fallback
-for an insecure registry whose HTTPS attempt fails at the connection level.
+for an insecure registry whose HTTPS attempt fails at the connection level
+and whose port answers plain HTTP as a registry (`RegistryClient.base_url`).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from syncer_core.errors import (
     PermissionDeniedError,
     RateLimitedError,
     RegistryError,
+    SchemeMismatchError,
     TLSVerificationError,
     TransientRegistryError,
 )
@@ -31,11 +32,23 @@ from syncer_core.errors import (
 __all__ = [
     "error_from_response",
     "error_from_transport",
+    "is_https_port_answer",
+    "is_plaintext_peer",
     "parse_retry_after",
     "raise_for_status",
+    "schema1_push_error",
 ]
 
 _MAX_ERROR_BODY = 64 * 1024
+#: OpenSSL's words for a peer whose first bytes are not TLS (a plain-HTTP port).
+_PLAINTEXT_PEER_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL"}
+)
+#: What TLS servers answer a plain-HTTP request with (Go's net/http, nginx).
+_HTTPS_PORT_ANSWERS = (
+    "client sent an http request to an https server",
+    "the plain http request was sent to https port",
+)
 _TRANSIENT_STATUSES = frozenset({408, 425, 500, 502, 503, 504, 520, 521, 522, 524})
 
 
@@ -121,6 +134,15 @@ def error_from_response(
     detail = _describe(errors, body)
     message = f"{what}: {registry} answered {status}" + (f" ({detail})" if detail else "")
     kwargs: dict[str, Any] = {"registry": registry, "status_code": status, "errors": errors}
+    if status == 400 and is_https_port_answer(response, body):
+        return SchemeMismatchError(
+            f"{what}: {registry} speaks HTTPS, but was sent plain HTTP "
+            f"({response.request.url.copy_with(query=None)}). With `insecure: true` in its "
+            "auth-file entry HTTPS is tried first; if an upload Location or a redirect of the "
+            "registry names http://, fix the registry's (or its proxy's) external URL to https",
+            speaks="https",
+            **kwargs,
+        )
     codes = {str(e.get("code", "")).upper() for e in errors}
     if status == 401:
         return AuthenticationError(message, **kwargs)
@@ -154,21 +176,85 @@ def raise_for_status(
         raise error_from_response(response, registry=registry, what=what, secrets=secrets)
 
 
-def _is_certificate_error(exc: BaseException) -> bool:
-    seen: set[int] = set()
+def schema1_push_error(error: RegistryError) -> RegistryError:
+    """What a failed PUT of a Docker schema1 manifest means.
+
+    A registry without schema1 support refuses it: distribution 2.8 answers
+    `500 UNKNOWN` (its `ErrSchemaV1Unsupported`), others 400/415. Retrying
+    cannot help, so those become a `ManifestRejectedError` that says
+    schema1; other failures (429, 503, resets) are returned unchanged.
+    """
+    codes = {str(e.get("code", "")).upper() for e in error.errors}
+    refused = isinstance(error, ManifestRejectedError) or (
+        error.status_code == 500 and codes == {"UNKNOWN"}
+    )
+    if not refused or error.status_code in (401, 403, 404, 429):
+        return error
+    return ManifestRejectedError(
+        f"{error}: the destination refused a Docker schema1 manifest (deprecated; registries "
+        "drop schema1 support, e.g. distribution unless compatibility.schema1.enabled); "
+        "sync a schema2/OCI tag of the image instead",
+        registry=error.registry,
+        status_code=error.status_code,
+        errors=error.errors,
+    )
+
+
+def is_https_port_answer(response: httpx.Response, body: bytes) -> bool:
+    """A TLS port's 400 answer to a plain-HTTP request (`body`: the response's first bytes)."""
+    if response.status_code != 400 or response.request.url.scheme != "http":
+        return False
+    text = body[:512].decode("utf-8", "replace").lower()
+    return any(answer in text for answer in _HTTPS_PORT_ANSWERS)
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """The exception and its causes/contexts, each once."""
+    chain: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return True
-        if "CERTIFICATE_VERIFY_FAILED" in str(current):
-            return True
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
         current = current.__cause__ or current.__context__
+    return chain
+
+
+def is_plaintext_peer(exc: BaseException) -> bool:
+    """Whether a TLS handshake failed because the peer's bytes are not TLS (plain HTTP)."""
+    for error in _exception_chain(exc):
+        if (
+            isinstance(error, ssl.SSLError)
+            and getattr(error, "reason", None) in _PLAINTEXT_PEER_REASONS
+        ):
+            return True
+        if any(f"[SSL: {reason}]" in str(error) for reason in _PLAINTEXT_PEER_REASONS):
+            return True
     return False
 
 
-def error_from_transport(exc: httpx.HTTPError, *, registry: str, what: str) -> RegistryError:
-    """Translate an httpx transport failure (no HTTP status) into our tree."""
+def _is_certificate_error(exc: BaseException) -> bool:
+    return any(
+        isinstance(error, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(error)
+        for error in _exception_chain(exc)
+    )
+
+
+def error_from_transport(
+    exc: httpx.HTTPError, *, registry: str, what: str, insecure: bool = False
+) -> RegistryError:
+    """Translate an httpx transport failure (no HTTP status) into our tree.
+
+    TLS spoken to a plain-HTTP port is a `SchemeMismatchError` (never
+    retried) for a registry that is not `insecure`: only `insecure: true`
+    allows plain HTTP. An insecure registry probed its scheme already, so
+    there the same failure means its port changed during the run.
+    """
+    if not insecure and is_plaintext_peer(exc):
+        return SchemeMismatchError(
+            f"{what}: {registry} speaks plain HTTP, not HTTPS ({exc}); to allow plain HTTP, "
+            f"set `insecure: true` in the auth-file entry for {registry} (--auth)",
+            registry=registry,
+            speaks="http",
+        )
     if _is_certificate_error(exc):
         return TLSVerificationError(
             f"{what}: TLS certificate of {registry} could not be verified ({exc}); "

@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING
 import httpx
 
 from syncer_core.digest import DigestingIterator
-from syncer_core.errors import AuthenticationError, RegistryError, TransientRegistryError
+from syncer_core.errors import (
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    RegistryError,
+    TransientRegistryError,
+)
 
 if TYPE_CHECKING:
     from syncer_core.registry.client import RegistryClient
@@ -97,19 +103,27 @@ class BlobUploader:
         return self._location(response, what)
 
     def mount(self, repository: str, digest: str, from_repository: str) -> MountResult:
-        """Try a cross-repository mount of `digest` from `from_repository`."""
+        """Try a cross-repository mount of `digest` from `from_repository`.
+
+        A mount is an optimisation: 401/403/404 (our credential may not pull
+        from that repository, or it is gone) mean "not mounted", and the
+        caller uploads instead; a real lack of push access shows there.
+        """
         what = f"mount {digest} from {from_repository} into {repository}"
         client = self._client
-        response = client.retrying(
-            lambda: client.send(
-                "POST",
-                f"/v2/{repository}/blobs/uploads/",
-                what=what,
-                params={"mount": digest, "from": from_repository},
-                headers={"Content-Length": "0"},
-                scopes=(f"repository:{from_repository}:pull",),
+        try:
+            response = client.retrying(
+                lambda: client.send(
+                    "POST",
+                    f"/v2/{repository}/blobs/uploads/",
+                    what=what,
+                    params={"mount": digest, "from": from_repository},
+                    headers={"Content-Length": "0"},
+                    scopes=(f"repository:{from_repository}:pull",),
+                )
             )
-        )
+        except (AuthenticationError, PermissionDeniedError, NotFoundError):
+            return MountResult(mounted=False)
         if response.status_code == 201:
             return MountResult(mounted=True)
         return MountResult(mounted=False, upload_url=self._location(response, what))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from syncer_core.errors import TransientRegistryError
+from syncer_core.errors import NotFoundError, TransientRegistryError
 from syncer_core.plan import SyncJob, plan_rule
 from syncer_core.reference import Reference
 from syncer_core.sync.engine import describe_error, failed_result
@@ -76,10 +76,20 @@ def check_rule(session: SyncSession, index: int, *, raise_transient: bool = Fals
     spec = session.rules[index]
     listings: dict[str, list[str]] = {}
     errors: dict[str, str] = {}
+    warnings: list[str] = []
     if spec.source.needs_listing:
         name = spec.source.repository.name
         try:
             listings[name] = _listing(session, name)
+        except NotFoundError as error:
+            # distribution 2.8 answers a repository whose manifests have no
+            # tag (all untagged, or pushed by digest) with 404 NAME_UNKNOWN,
+            # as it does an unknown one: nothing matched, not a failure.
+            listings[name] = []
+            warnings.append(
+                f"{name}: no tags to sync (the registry knows no tags of it: "
+                f"{describe_error(error)})"
+            )
         except TransientRegistryError as error:
             if raise_transient:
                 raise
@@ -87,7 +97,8 @@ def check_rule(session: SyncSession, index: int, *, raise_transient: bool = Fals
         except Exception as error:  # noqa: BLE001 - fails this rule only
             errors[name] = describe_error(error)
     planned = plan_rule(spec, listings, lookup=session.access_for, listing_errors=errors)
-    check = RuleCheck(rule=spec.name, error=planned.error, warnings=list(planned.warnings))
+    warnings.extend(planned.warnings)
+    check = RuleCheck(rule=spec.name, error=planned.error, warnings=warnings)
     if planned.error is None and planned.jobs:
         check.found, transient = _inspect_all(session, planned.jobs)
         if transient and raise_transient:

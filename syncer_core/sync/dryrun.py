@@ -43,15 +43,17 @@ def unique_blobs(plan: ImagePlan) -> list[BlobTransfer]:
 
 
 def _decide(session: SyncSession, planned: BlobLedger, blob: BlobTransfer) -> str:
+    """`skip`, `mount` or `copy`, by `copy_blob`'s rules (mounts: this credential's only)."""
     target, source = blob.target, blob.source
     if planned.has(target.registry, target.repository, blob.digest):
         return "skip"  # an earlier image of this run brings it into the same repository
-    known = session.ledger.repositories(target.registry, blob.digest)
-    known += planned.repositories(target.registry, blob.digest)
+    access = session.client(target).access
+    known = session.ledger.repositories(target.registry, blob.digest, access)
+    known += planned.repositories(target.registry, blob.digest, access)
     if any(repo != target.repository for repo in known):
         return "mount"
-    same_registry = source.registry == target.registry
-    if same_registry and source.repository != target.repository:
+    same_registry = source.registry == target.registry and source.repository != target.repository
+    if same_registry and session.client(source).access == access:
         return "mount"
     return "copy"
 
@@ -61,7 +63,8 @@ def forecast_blobs(session: SyncSession, planned: BlobLedger, plan: ImagePlan) -
     decided: dict[str, list[BlobTransfer]] = {"copy": [], "mount": [], "skip": []}
     for blob in unique_blobs(plan):
         decided[_decide(session, planned, blob)].append(blob)
-        planned.record(blob.target.registry, blob.target.repository, blob.digest)
+        access = session.client(blob.target).access
+        planned.record(blob.target.registry, blob.target.repository, blob.digest, access)
     return BlobForecast(tuple(decided["copy"]), tuple(decided["mount"]), tuple(decided["skip"]))
 
 

@@ -136,7 +136,7 @@ class _Inspector:
         top = self._apply_filter(source, notes)
         if isinstance(top, Unchanged):
             return top
-        if job.target.digest is not None and job.target.digest != top.digest:
+        if job.target.digest is not None and not top.matches(job.target.digest):
             if top.digest != source.digest:
                 raise SyncerError(
                     "the platform filter rewrites the index, so it cannot be pushed under "
@@ -214,7 +214,7 @@ class _Inspector:
             plan.blobs_present += 1
             return
         if self.dst.head_blob(target.repository, digest) is not None:
-            ledger.record(target.registry, target.repository, digest)
+            ledger.record(target.registry, target.repository, digest, self.dst.access)
             plan.blobs_present += 1
             return
         plan.blobs.append(BlobTransfer(self.job.source, target, digest, size))

@@ -30,7 +30,7 @@ from syncer_core.referrertags import referrer_subject
 from syncer_core.registry import ManifestHead, RegistryClient
 from syncer_core.registry.deletion import delete_manifest, delete_tag
 from syncer_core.sync.engine import describe_error
-from syncer_core.sync.results import ImageResult, ImageStatus, PruneAction
+from syncer_core.sync.results import ImageResult, ImageStatus, PruneAction, plural
 from syncer_core.sync.session import SyncSession
 
 __all__ = ["prune_rule", "skip_reason"]
@@ -44,7 +44,7 @@ def skip_reason(error: str | None, results: Sequence[ImageResult]) -> str | None
         return "the selection is empty"
     failed = sum(1 for r in results if r.status == ImageStatus.FAILED)
     if failed:
-        return f"{failed} image(s) of the rule failed"
+        return f"{plural(failed, 'image')} of the rule failed"
     return None
 
 

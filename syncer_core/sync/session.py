@@ -111,29 +111,37 @@ class ClientPool:
 
 
 class BlobLedger:
-    """What this run knows to exist where, and a lock per (registry, digest)."""
+    """What this run knows to exist where, who read it there, and a lock per (registry, digest).
+
+    Each record keeps the credentials (`RegistryAccess`) that pushed or saw
+    the blob: a mount needs pull on its source repository, which only the
+    same credentials are known to have.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._where: dict[tuple[str, str], list[str]] = {}
+        self._where: dict[tuple[str, str], dict[str, set[RegistryAccess]]] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
 
-    def record(self, registry: str, repository: str, digest: str) -> None:
-        """Remember that `registry/repository` holds `digest`."""
+    def record(self, registry: str, repository: str, digest: str, access: RegistryAccess) -> None:
+        """Remember that `registry/repository` holds `digest`, as seen with `access`."""
         with self._lock:
-            repos = self._where.setdefault((registry, digest), [])
-            if repository not in repos:
-                repos.append(repository)
+            readers = self._where.setdefault((registry, digest), {})
+            readers.setdefault(repository, set()).add(access)
 
     def has(self, registry: str, repository: str, digest: str) -> bool:
         """Whether `registry/repository` is known to hold `digest`."""
         with self._lock:
-            return repository in self._where.get((registry, digest), ())
+            return repository in self._where.get((registry, digest), {})
 
-    def repositories(self, registry: str, digest: str) -> list[str]:
-        """Repositories of `registry` known to hold `digest` (mount sources)."""
+    def repositories(self, registry: str, digest: str, access: RegistryAccess) -> list[str]:
+        """Repositories of `registry` known to hold `digest` and readable with `access`.
+
+        These are the mount sources for a destination client using `access`.
+        """
         with self._lock:
-            return list(self._where.get((registry, digest), ()))
+            readers = self._where.get((registry, digest), {})
+            return [repo for repo, seen in readers.items() if access in seen]
 
     @contextmanager
     def exclusive(self, registry: str, digest: str) -> Iterator[None]:

@@ -20,15 +20,23 @@ from syncer_core.sync.session import SyncSession
 __all__ = ["copy_blob", "push_manifest"]
 
 
-def _mount_candidates(session: SyncSession, transfer: BlobTransfer) -> list[str]:
+def _mount_candidates(
+    session: SyncSession, transfer: BlobTransfer, dst: RegistryClient
+) -> list[str]:
+    """Repositories to mount from: only those read with the destination's own credentials.
+
+    A mount needs pull on its source repository; a repository another
+    credential placed or read is no such promise (distribution: 401).
+    """
     target = transfer.target
     candidates = [
         repo
-        for repo in session.ledger.repositories(target.registry, transfer.digest)
+        for repo in session.ledger.repositories(target.registry, transfer.digest, dst.access)
         if repo != target.repository
     ]
     source = transfer.source
-    if source.registry == target.registry and source.repository != target.repository:
+    same_registry = source.registry == target.registry and source.repository != target.repository
+    if same_registry and session.client(source).access == dst.access:
         candidates.append(source.repository)
     return candidates
 
@@ -66,7 +74,8 @@ def copy_blob(
             return BlobOutcome(digest=transfer.digest, action="skipped")
         with session.transfers, slot():
             outcome = _mount_or_stream(session, transfer)
-        ledger.record(target.registry, target.repository, transfer.digest)
+        access = session.client(target).access
+        ledger.record(target.registry, target.repository, transfer.digest, access)
         return outcome
 
 
@@ -74,22 +83,29 @@ def _mount_or_stream(session: SyncSession, transfer: BlobTransfer) -> BlobOutcom
     """Mount from a repository known to hold the blob, else stream it GET → PUT."""
     target = transfer.target
     dst = session.client(target)
-    mount = _try_mount(dst, transfer, _mount_candidates(session, transfer))
+    mount = _try_mount(dst, transfer, _mount_candidates(session, transfer, dst))
     if mount.mounted:
         return BlobOutcome(digest=transfer.digest, action="mounted")
     src = session.client(transfer.source)
-    with src.open_blob(transfer.source.repository, transfer.digest) as stream:
-        size = transfer.size or stream.size
-        chunks = session.progress.track(
-            transfer.digest, str(target), size or 0, stream.iter_chunks()
-        )
-        dst.push_blob(
-            target.repository,
-            transfer.digest,
-            chunks,
-            size=size,
-            upload_url=mount.upload_url,
-        )
+    pending = mount.upload_url  # a mount's 202 session, until push_blob takes it over
+    try:
+        with src.open_blob(transfer.source.repository, transfer.digest) as stream:
+            size = transfer.size or stream.size
+            upload_url, pending = pending, None  # push_blob cancels it on its own failures
+            chunks = session.progress.track(
+                transfer.digest, str(target), size or 0, stream.iter_chunks()
+            )
+            dst.push_blob(
+                target.repository,
+                transfer.digest,
+                chunks,
+                size=size,
+                upload_url=upload_url,
+            )
+    except BaseException:
+        if pending is not None:
+            dst.cancel_upload(pending)  # the source failed before the upload began
+        raise
     return BlobOutcome(digest=transfer.digest, action="copied", bytes=size or 0)
 
 

@@ -22,7 +22,7 @@ from tests.flows.helpers import (
     writes,
 )
 from tests.support.images import TestImage, build_image
-from tests.support.registry_server import RegistryServer
+from tests.support.registry_server import RegistryServer, free_port
 from tests.support.signatures import attestation_index, push_artifact, referrers_index
 
 pytestmark = [pytest.mark.flow, pytest.mark.registry]
@@ -118,13 +118,17 @@ def test_prune_is_skipped_when_listing_fails_selection_is_empty_or_an_image_fail
     for repo in ("m/missing", "m/empty", "m/broken"):
         seed(dst, repo, ["stale"], stale)
     mark = RequestMark(dst)
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens: its listing fails
 
     run = sync.run(
         {
-            f"{S}/team/nowhere": {"to": f"{D}/m/missing", "prune": True},
+            f"{closed}/team/nowhere": {"to": f"{D}/m/missing", "prune": True},
             f"{S}/team/good": {"to": f"{D}/m/empty", "semver": ">=9", "prune": True},
             f"{S}/team/broken": {"to": f"{D}/m/broken", "prune": True},
-        }
+        },
+        "--retries",
+        "0",
+        auth={**sync.default_auth(), closed: {"insecure": True}},
     )
 
     assert run.code == 1, run.describe()
@@ -136,7 +140,7 @@ def test_prune_is_skipped_when_listing_fails_selection_is_empty_or_an_image_fail
     assert all(p["action"] == "skipped" for p in run.report["pruned"])
     assert skipped["m/missing"].startswith("the rule failed (cannot list tags of")
     assert skipped["m/empty"] == "the selection is empty"
-    assert skipped["m/broken"] == "1 image(s) of the rule failed"
+    assert skipped["m/broken"] == "1 image of the rule failed"
     assert run.stderr.count("prune of ") >= 3
 
 

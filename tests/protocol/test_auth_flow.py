@@ -17,7 +17,8 @@ from syncer_core.errors import (
     RegistryError,
     TransientRegistryError,
 )
-from syncer_core.registry import RegistryAccess
+from syncer_core.registry import ClientOptions, RegistryAccess
+from syncer_core.registry.http import USER_AGENT
 from tests.support.mock_registry import REGISTRY, Call, MockRegistry, bearer_challenge
 
 USER = "alice"
@@ -119,6 +120,28 @@ def test_bearer_challenge_fetches_token_with_basic_credentials_and_retries(
     assert token_request.params.get("service") == SERVICE
     assert token_request.params.get_list("scope") == [PULL]
     assert token_request.params.get("account") == USER
+
+
+@pytest.mark.parametrize("identity", [False, True], ids=["get", "refresh-token-post"])
+def test_token_request_has_the_client_timeouts_and_user_agent(
+    mock: MockRegistry, identity: bool
+) -> None:
+    # Built outside the client, the token request had no timeout at all (a
+    # stalled realm hung the run) and no User-Agent.
+    access = RegistryAccess(identity_token=SecretStr("refresh-me")) if identity else CREDENTIALS
+    mock.expect("HEAD", MANIFEST, status=401, headers=bearer_challenge(scope=PULL))
+    mock.expect("POST" if identity else "GET", REALM, json={"token": "T"})
+    mock.expect("HEAD", MANIFEST, headers=HEAD_OK)
+    options = ClientOptions(connect_timeout=3.0, read_timeout=7.0, write_timeout=9.0)
+    mock.client(access=access, options=options).head_manifest("library/app", "latest")
+    token_request = mock.calls[1].request
+    assert token_request.extensions["timeout"] == {
+        "connect": 3.0,
+        "read": 7.0,
+        "write": 9.0,
+        "pool": options.pool_timeout,
+    }
+    assert token_request.headers["user-agent"] == USER_AGENT
 
 
 def test_anonymous_token_request_sends_no_credentials_and_no_account(mock: MockRegistry) -> None:
@@ -363,16 +386,54 @@ def test_http_realm_for_https_registry_is_refused(mock: MockRegistry) -> None:
     assert all(call.url.host != "auth.example" for call in mock.calls)
 
 
-def test_http_realm_is_allowed_for_insecure_registry(mock: MockRegistry) -> None:
-    realm = "http://auth.example/token"
+@pytest.mark.parametrize("realm_host", ["auth.example", REGISTRY])
+def test_http_realm_is_refused_for_insecure_registry(mock: MockRegistry, realm_host: str) -> None:
+    # Once allowed (issue 15 #4): `insecure` (a self-signed
+    # HTTPS registry) must not send Basic credentials in clear text to any
+    # http realm, not even one on its own host.
+    realm = f"http://{realm_host}/token"
     access = RegistryAccess(username=USER, password=SecretStr(PASSWORD), insecure=True)
     mock.expect("GET", "/v2/", check=authorization(None))  # https probe of an insecure registry
+    mock.expect("HEAD", MANIFEST, status=401, headers=bearer_challenge(realm, scope=PULL))
+    with pytest.raises(InsecureRealmError, match="https registry, http realm") as info:
+        mock.client(access=access).head_manifest("library/app", "latest")
+    assert PASSWORD not in str(info.value)
+    assert [call.url.scheme for call in mock.calls] == ["https", "https"]  # no token request
+    mock.assert_done()
+
+
+def test_http_realm_on_a_plain_http_registrys_own_host_is_allowed(
+    mock: MockRegistry,
+) -> None:
+    realm = f"http://{REGISTRY}:5001/token"  # another port of the registry's host
+    mock.base_url = httpx.URL(f"http://{REGISTRY}/")
+    access = RegistryAccess(username=USER, password=SecretStr(PASSWORD), insecure=True)
+    mock.expect("GET", f"https://{REGISTRY}/v2/", raises=httpx.ConnectError("TLS on plain HTTP"))
+    mock.expect("GET", "/v2/", status=401)  # the port answers plain HTTP
     mock.expect("HEAD", MANIFEST, status=401, headers=bearer_challenge(realm, scope=PULL))
     mock.expect(
         "GET", token_url(PULL, realm=realm), json={"token": "T"}, check=authorization(BASIC)
     )
     mock.expect("HEAD", MANIFEST, headers=HEAD_OK, check=authorization("Bearer T"))
-    mock.client(access=access).head_manifest("library/app", "latest")
+    assert mock.client(access=access).head_manifest("library/app", "latest") is not None
+
+
+def test_http_realm_on_another_host_of_a_plain_http_registry_is_refused(
+    mock: MockRegistry,
+) -> None:
+    mock.base_url = httpx.URL(f"http://{REGISTRY}/")
+    access = RegistryAccess(username=USER, password=SecretStr(PASSWORD), insecure=True)
+    mock.expect("GET", f"https://{REGISTRY}/v2/", raises=httpx.ConnectError("TLS on plain HTTP"))
+    mock.expect("GET", "/v2/", status=401)  # the port answers plain HTTP
+    mock.expect(
+        "HEAD",
+        MANIFEST,
+        status=401,
+        headers=bearer_challenge("http://auth.example/token", scope=PULL),
+    )
+    with pytest.raises(InsecureRealmError, match="not on the registry's host"):
+        mock.client(access=access).head_manifest("library/app", "latest")
+    assert all(call.url.host == REGISTRY for call in mock.calls)
 
 
 def test_relative_realm_is_resolved_against_the_registry(mock: MockRegistry) -> None:

@@ -19,6 +19,7 @@ from syncer_core.errors import (
     PermissionDeniedError,
     RateLimitedError,
     RegistryError,
+    SchemeMismatchError,
     TLSVerificationError,
     TransientRegistryError,
 )
@@ -255,10 +256,12 @@ def test_failure_while_streaming_a_blob_is_transient(mock: MockRegistry) -> None
         b"".join(blob.iter_chunks())
 
 
-def tls_failure() -> httpx.ConnectError:
-    cause = ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed certificate")
+def tls_failure(cause: ssl.SSLError | None = None) -> httpx.ConnectError:
+    """A TLS handshake failure as httpx raises it (a certificate one by default)."""
     error = httpx.ConnectError("TLS handshake failed")
-    error.__cause__ = cause
+    error.__cause__ = cause or ssl.SSLCertVerificationError(
+        1, "certificate verify failed: self-signed certificate"
+    )
     return error
 
 
@@ -272,6 +275,49 @@ def test_certificate_failure_is_tls_verification_error(mock: MockRegistry) -> No
     assert GET_WHAT in str(info.value)
     assert "ca_file" in str(info.value)
     assert not isinstance(info.value, TransientRegistryError)
+
+
+#: What OpenSSL 3 says when TLS is spoken to a plain-HTTP port.
+WRONG_VERSION = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
+
+
+def test_tls_to_a_plain_http_port_fails_at_once_naming_insecure(mock: MockRegistry) -> None:
+    mock.expect("GET", "/v2/app/manifests/1", raises=tls_failure(WRONG_VERSION))
+    hint = f"set `insecure: true` in the auth-file entry for {REGISTRY}"
+    with pytest.raises(SchemeMismatchError, match=hint) as info:
+        mock.client(retry=RetryPolicy(attempts=3, base_delay=0.001)).get_manifest("app", "1")
+    assert info.value.speaks == "http" and not isinstance(info.value, TransientRegistryError)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"Client sent an HTTP request to an HTTPS server.\n",  # Go net/http (distribution)
+        b"<html><h1>400 The plain HTTP request was sent to HTTPS port</h1></html>",  # nginx
+    ],
+)
+def test_plain_http_to_a_tls_port_fails_at_once_naming_https(
+    mock: MockRegistry, body: bytes
+) -> None:
+    upload = f"http://{REGISTRY}/v2/library/app/blobs/uploads/u1"
+    mock.expect("DELETE", upload, status=400, content=body)
+    mock.expect("GET", f"http://{REGISTRY}/v2/x", status=400, content=body)
+    client = mock.client(retry=RetryPolicy(attempts=3, base_delay=0.001))
+    with pytest.raises(SchemeMismatchError) as info:
+        client.send("DELETE", upload, what="cancel upload")
+    assert info.value.speaks == "https" and "speaks HTTPS" in str(info.value)
+    assert "insecure: true" in str(info.value)
+    with pytest.raises(SchemeMismatchError):  # not retried: one request
+        client.retrying(lambda: client.send("GET", f"http://{REGISTRY}/v2/x", what="GET"))
+
+
+def test_a_400_over_https_with_that_text_stays_a_plain_400(mock: MockRegistry) -> None:
+    mock.expect(
+        "GET", "/v2/x", status=400, content=b"Client sent an HTTP request to an HTTPS server"
+    )
+    with pytest.raises(RegistryError) as info:
+        mock.client().send("GET", "/v2/x", what="GET")
+    assert not isinstance(info.value, SchemeMismatchError)
 
 
 def test_certificate_failure_in_the_context_chain_is_found(mock: MockRegistry) -> None:

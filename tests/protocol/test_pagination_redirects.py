@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from syncer_core.digest import compute_digest
-from syncer_core.errors import DigestMismatchError, NotFoundError, RegistryError
+from syncer_core.errors import (
+    DigestMismatchError,
+    NotFoundError,
+    RegistryError,
+    TransientRegistryError,
+)
 from syncer_core.manifest import MAX_MANIFEST_BYTES, RawManifest
 from syncer_core.mediatypes import (
     DOCKER_MANIFEST_LIST,
@@ -18,7 +24,7 @@ from syncer_core.mediatypes import (
     OCI_INDEX,
     OCI_MANIFEST,
 )
-from syncer_core.registry import ClientOptions, RegistryAccess
+from syncer_core.registry import ClientOptions, RegistryAccess, RetryPolicy
 from tests.support.mock_registry import REGISTRY, Call, MockRegistry
 
 TAGS = "/v2/x/tags/list"
@@ -451,12 +457,59 @@ INSECURE = RegistryAccess(insecure=True)
 
 def test_insecure_registry_falls_back_to_http(mock: MockRegistry) -> None:
     mock.expect("GET", f"https://{REGISTRY}/v2/", raises=httpx.ConnectError("TLS on a plain port"))
+    mock.expect("GET", f"http://{REGISTRY}/v2/", status=503)  # any plain-HTTP answer will do
     mock.expect("GET", f"http://{REGISTRY}/v2/")
     mock.expect("GET", f"http://{REGISTRY}/v2/x/tags/list", json={"tags": ["t"]})
     client = mock.client(access=INSECURE)
     client.ping()
     assert client.list_tags("x") == ["t"]
     assert client.base_url == httpx.URL(f"http://{REGISTRY}/")
+
+
+def test_tls_meeting_plain_http_bytes_falls_back_without_a_second_probe(
+    mock: MockRegistry,
+) -> None:
+    failure = httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    failure.__cause__ = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    mock.expect("GET", f"https://{REGISTRY}/v2/", raises=failure)
+    mock.expect("GET", f"http://{REGISTRY}/v2/x/tags/list", json={"tags": ["t"]})
+    assert mock.client(access=INSECURE).list_tags("x") == ["t"]
+
+
+HTTPS_PORT_ANSWER = b"Client sent an HTTP request to an HTTPS server.\n"
+
+
+@pytest.mark.parametrize(
+    "https_failure",
+    [httpx.ConnectTimeout("slow first TLS handshake"), httpx.ConnectError("reset")],
+    ids=["timeout", "connect-error"],
+)
+def test_insecure_registry_never_remembers_a_failed_https_probe_of_a_tls_port(
+    mock: MockRegistry, https_failure: httpx.TransportError
+) -> None:
+    # The first handshake fails; the port answers plain HTTP like a TLS port
+    # does, so the client must not switch to http:// for its lifetime: the
+    # failure is transient, and the retry probes again and keeps https.
+    mock.expect("GET", f"https://{REGISTRY}/v2/", raises=https_failure)
+    mock.expect("GET", f"http://{REGISTRY}/v2/", status=400, content=HTTPS_PORT_ANSWER)
+    mock.expect("GET", f"https://{REGISTRY}/v2/", status=401)
+    mock.expect("GET", f"https://{REGISTRY}/v2/x/tags/list", json={"tags": ["t"]})
+    client = mock.client(access=INSECURE, retry=RetryPolicy(attempts=2, base_delay=0.001))
+    assert client.list_tags("x") == ["t"]
+    assert client.base_url.scheme == "https"
+    mock.assert_done()
+
+
+def test_insecure_registry_probe_failure_is_transient_and_not_remembered(
+    mock: MockRegistry,
+) -> None:
+    mock.expect("GET", f"https://{REGISTRY}/v2/", raises=httpx.ConnectTimeout("timed out"))
+    mock.expect("GET", f"http://{REGISTRY}/v2/", raises=httpx.ConnectTimeout("timed out"))
+    client = mock.client(access=INSECURE)
+    with pytest.raises(TransientRegistryError, match="HTTPS probe"):
+        client.ping()
+    mock.expect("GET", f"https://{REGISTRY}/v2/", status=401)
+    assert client.base_url.scheme == "https"
 
 
 def test_insecure_registry_keeps_https_when_it_works(mock: MockRegistry) -> None:

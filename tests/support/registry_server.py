@@ -2,6 +2,9 @@
 
 Four flavours: `plain` (HTTP, no auth), `htpasswd` (bcrypt Basic auth),
 `tls` (HTTPS with a test CA) and `token` (Bearer tokens from a `TokenServer`).
+Options: `schema1=True` accepts and serves Docker schema1 manifests
+(`compatibility.schema1.enabled`); `token_realm` points a `token` registry's
+challenges at another token endpoint (a stalled one, say).
 Each instance gets a free `127.0.0.1` port, its own filesystem storage and a
 log file whose access-log lines `requests()` parses, so tests and benchmarks
 can count what a client sent.
@@ -139,6 +142,8 @@ class RegistryServer:
         certs: CertPaths | None = None,
         username: str = "syncer",
         start_timeout: float = _START_TIMEOUT,
+        schema1: bool = False,
+        token_realm: str | None = None,
     ) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"unknown registry flavour {flavour!r}; expected one of {FLAVOURS}")
@@ -148,6 +153,8 @@ class RegistryServer:
         self.config_path = workdir / "config.yml"
         self.start_timeout = start_timeout
         self._certs = certs
+        self.schema1 = schema1
+        self._token_realm = token_realm
         authenticated = flavour in ("htpasswd", "token")
         self.username: str | None = username if authenticated else None
         self.password: str | None = secrets.token_urlsafe(12) if authenticated else None
@@ -347,7 +354,7 @@ class RegistryServer:
             auth["htpasswd"] = {"realm": "image-syncer-test", "path": str(self._htpasswd_path)}
         if self.flavour == "token" and certs and tokens:
             auth["token"] = {
-                "realm": tokens.realm,
+                "realm": self._token_realm or tokens.realm,
                 "service": tokens.service,
                 "issuer": tokens.issuer,
                 "rootcertbundle": str(certs.token_bundle),
@@ -359,7 +366,10 @@ class RegistryServer:
             "cache": {"blobdescriptor": "inmemory"},
             "maintenance": {"uploadpurging": {"enabled": False}},
         }
-        config = {"version": "0.1", "log": log, "storage": storage, "http": http}
+        config: dict[str, Any] = {"version": "0.1", "log": log, "storage": storage, "http": http}
+        if self.schema1:
+            # distribution signs the schema1 manifests it serves with a key it makes at start.
+            config["compatibility"] = {"schema1": {"enabled": True}}
         return {**config, "auth": auth} if auth else config
 
     def ssl_context(self) -> ssl.SSLContext | bool:
@@ -402,10 +412,13 @@ class RegistryServer:
 
 @contextmanager
 def running_registry(
-    flavour: Flavour, workdir: Path, *, certs: CertPaths | None = None
+    flavour: Flavour, workdir: Path, *, certs: CertPaths | None = None, **options: Any
 ) -> Iterator[RegistryServer]:
-    """Start a registry and always stop it (by PID) when the block exits."""
-    server = RegistryServer(flavour, workdir, certs=certs)
+    """Start a registry and always stop it (by PID) when the block exits.
+
+    `options` are `RegistryServer` keywords (`schema1`, `token_realm`).
+    """
+    server = RegistryServer(flavour, workdir, certs=certs, **options)
     server.start()
     try:
         yield server

@@ -4,9 +4,10 @@ Implements `docs/spec/auth/token.md` (GET with Basic credentials) and
 `oauth.md` (POST with `grant_type=password|refresh_token`) well enough for
 distribution 2.8.2 to accept its JWTs through `auth.token.rootcertbundle`.
 
-Policy: the configured user gets every action it asks for; anonymous callers
-get `pull` on repositories under the public prefixes and nothing else; wrong
-credentials get 401. Every request is recorded (never the password) so tests
+Policy: the configured user gets every action it asks for; a user added with
+`add_user` gets every action, but only on repositories under its prefixes;
+anonymous callers get `pull` on repositories under the public prefixes and
+nothing else; wrong credentials get 401. Every request is recorded (never the password) so tests
 can assert what a client asked for.
 """
 
@@ -229,6 +230,7 @@ class TokenServer:
         self._records: list[TokenRequest] = []
         self._failures: list[int] = []
         self._refresh_tokens: dict[str, str] = {}
+        self._restricted: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -291,6 +293,11 @@ class TokenServer:
         with self._lock:
             self._failures.extend([status] * n)
 
+    def add_user(self, username: str, password: str, prefixes: Sequence[str]) -> None:
+        """Accept another user, granted actions only on repositories under `prefixes`."""
+        with self._lock:
+            self._restricted[username] = (password, tuple(prefixes))
+
     def mint(self, subject: str, access: Sequence[tuple[str, str, Sequence[str]]]) -> str:
         """Sign a token directly, bypassing the HTTP endpoint and its policy."""
         entries = [{"type": t, "name": n, "actions": list(a)} for t, n, a in access]
@@ -348,7 +355,12 @@ class TokenServer:
         if basic is None:
             return None, True
         user, password = basic
-        valid = user == self.username and secrets.compare_digest(password, self._password)
+        with self._lock:
+            restricted = self._restricted.get(user)
+        expected = restricted[0] if restricted else None
+        if user == self.username and restricted is None:
+            expected = self._password
+        valid = expected is not None and secrets.compare_digest(password, expected)
         return (user or None), valid
 
     def _grant(
@@ -363,6 +375,8 @@ class TokenServer:
             if subject is None:
                 public = kind == "repository" and name.startswith(self.anonymous_pull_prefixes)
                 actions = tuple(a for a in actions if a == "pull") if public else ()
+            elif subject in self._restricted and not name.startswith(self._restricted[subject][1]):
+                actions = ()
             if actions:
                 bucket = merged.setdefault((kind, name), [])
                 bucket.extend(a for a in actions if a not in bucket)

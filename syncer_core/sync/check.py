@@ -87,8 +87,8 @@ def check_rule(session: SyncSession, index: int, *, raise_transient: bool = Fals
             # as it does an unknown one: nothing matched, not a failure.
             listings[name] = []
             warnings.append(
-                f"{name}: no tags to sync (the registry knows no tags of it: "
-                f"{describe_error(error)})"
+                f"{name}: no tags to sync: the registry lists none ({describe_error(error)}); "
+                "it has no tagged image, or the name is wrong: check the rule's source"
             )
         except TransientRegistryError as error:
             if raise_transient:

@@ -15,7 +15,8 @@ on the rule's own thread). Here a rule only appends plain dicts to a queue;
 one sender thread posts them to the API's batch endpoint (`POST /events`,
 up to `BATCH` per request) while the run goes on, and the process waits for
 the last batches before it exits. A failing events API is logged once and
-never fails a run.
+never fails a run. `IMAGE_SYNCER_EVENTS=off` turns them off (for a server that
+should not store an event per image).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import atexit
 import contextvars
 import logging
+import os
 import queue
 import threading
 import time
@@ -192,7 +194,7 @@ def open_image_events(session_id: str) -> Iterator[ImageEventSender | None]:
     which a 5,000-tag no-op would otherwise spend at its end, in the flow.
     `drain_image_events` waits for them before the process exits.
     """
-    if not should_emit_events():
+    if not should_emit_events() or os.environ.get("IMAGE_SYNCER_EVENTS", "").lower() == "off":
         yield None
         return
     sender = ImageEventSender(_run_resource(FlowRunContext.get(), "run"))

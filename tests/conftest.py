@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
@@ -79,8 +80,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if not getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
         return
     leftovers = [t for t in threading.enumerate() if t.name in _PREFECT_SERVICE_THREADS]
+    deadline = time.monotonic() + 5.0
     for thread in leftovers:  # a drained service's thread ends just after the drain
-        thread.join(timeout=10)
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
     running = sorted(t.name for t in leftovers if t.is_alive())
     if running:
         pytest.fail(

@@ -2,10 +2,14 @@
 
 The logic lives in `tests/support`; this file only wires it into pytest.
 Registries are stopped by their own PIDs at teardown, also when tests fail.
+Prefect's client services are stopped after every test (`prefect_services_stopped`).
 """
 
 from __future__ import annotations
 
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -35,6 +39,60 @@ _REGISTRY_FIXTURES = frozenset(
         "fresh_registry",
     }
 )
+
+
+#: Seconds to let Prefect deliver what a test's runs still queue before stopping its services.
+_DRAIN_TIMEOUT = 60.0
+#: Threads of Prefect's queue services (`f"{type(service).__name__}Thread"`), alive
+#: exactly while a service runs.
+_PREFECT_SERVICE_THREADS = frozenset({"EventsWorkerThread", "APILogWorkerThread"})
+
+
+@pytest.fixture(autouse=True)
+def prefect_services_stopped() -> Iterator[None]:
+    """Stop Prefect's client services after each test, as the end of a CLI process does.
+
+    A flow run against a `PREFECT_API_URL` (the session's harness, the deployment
+    tier's server) starts Prefect's `EventsWorker`, which outlives the run in this
+    process: its websocket to the server stays open and is pinged from Prefect's
+    loop thread (keepalive every 20 s, time-based event checkpoints), and every
+    ping draws `random.getrandbits(32)` from the global `random`. Hypothesis
+    treats any change of the global random state while it draws examples as a
+    strategy using `random`, so a ping during a later fuzz test failed it as
+    flaky (`HypothesisDeprecationWarning`, an error here). A real CLI process
+    drains these services at exit; a test that ran one in-process does it here.
+    """
+    yield
+    if "prefect.events.worker" in sys.modules:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        for service in (EventsWorker, APILogWorker):
+            service.drain_all(timeout=_DRAIN_TIMEOUT)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A Hypothesis test starts only when no Prefect service is left running.
+
+    Such a service draws from the global `random` in the background (see
+    `prefect_services_stopped`), which makes Hypothesis fail at random. Failing
+    here names the leak at once, whatever the timing of the pings.
+    """
+    if not getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+        return
+    leftovers = [t for t in threading.enumerate() if t.name in _PREFECT_SERVICE_THREADS]
+    deadline = time.monotonic() + 5.0
+    for thread in leftovers:  # a drained service's thread ends just after the drain
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    running = sorted(t.name for t in leftovers if t.is_alive())
+    if running:
+        pytest.fail(
+            f"Prefect services still running before a Hypothesis test: {', '.join(running)}; "
+            "a fixture that runs flows must let `prefect_services_stopped` drain them "
+            "(their websocket pings use the global `random`, which Hypothesis reports "
+            "as a flaky strategy)",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True)

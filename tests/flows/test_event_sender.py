@@ -85,3 +85,18 @@ def test_an_unreachable_events_api_is_logged_once_and_never_raises(
     assert sender.sent == 0
     warnings = [r for r in caplog.records if "could not send image events" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_skipped_images_wait_for_the_end_of_the_run_the_others_go_at_once(prefect_api: None):
+    sender = ImageEventSender([], linger=0.0)
+    sender.add(_results(20, ImageStatus.SKIPPED), [])
+    sender.add(_results(2, ImageStatus.FAILED), [])
+    deadline = time.monotonic() + 30
+    while sender.sent < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # a skipped event posted during the run would show up by now
+
+    assert sender.sent == 2
+    sender.finish()
+    assert sender.join(60)
+    assert sender.sent == 22

@@ -343,21 +343,39 @@ class RegistryClient:
 
     @contextmanager
     def open_blob(self, repository: str, digest: str) -> Iterator[BlobStream]:
-        """Stream a blob (redirects followed; credentials never leave the origin)."""
+        """Stream a blob (redirects followed; credentials never leave the origin).
+
+        The stream resumes itself with `Range` after a cut (`BlobStream`).
+        """
         what = f"GET blob {repository}@{digest}"
-        response = self.retrying(
-            lambda: self.send(
-                "GET",
-                f"/v2/{repository}/blobs/{digest}",
-                what=what,
-                stream=True,
-                follow_redirects=True,
+
+        def open_at(offset: int, end: int | None = None) -> httpx.Response:
+            last = "" if end is None else str(end - 1)
+            headers = {"Range": f"bytes={offset}-{last}"} if offset or end else None
+            return self.retrying(
+                lambda: self.send(
+                    "GET",
+                    f"/v2/{repository}/blobs/{digest}",
+                    what=what,
+                    stream=True,
+                    follow_redirects=True,
+                    headers=headers,
+                )
             )
+
+        stream = BlobStream(
+            open_at(0),
+            digest,
+            self.options.chunk_size,
+            self.registry,
+            what,
+            reopen=open_at,
+            max_resumes=self.options.max_resumes,
         )
         try:
-            yield BlobStream(response, digest, self.options.chunk_size, self.registry, what)
+            yield stream
         finally:
-            response.close()
+            stream.close()
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> MountResult:
         """Cross-repository mount; on 202 the opened upload session is returned for reuse."""
@@ -375,9 +393,17 @@ class RegistryClient:
         *,
         size: int | None,
         upload_url: str | None = None,
+        rewind: Callable[[int], None] | None = None,
     ) -> None:
-        """Upload a blob from an iterator, verifying `digest` (and `size`) as it streams."""
-        self._uploader.push(repository, digest, chunks, size=size, upload_url=upload_url)
+        """Upload a blob from an iterator, verifying `digest` (and `size`) as it streams.
+
+        `rewind(offset)` makes `chunks` continue from an earlier offset (a
+        `BlobStream`'s `rewind`, through any pass-through stages): with it a
+        cut upload resumes instead of failing.
+        """
+        self._uploader.push(
+            repository, digest, chunks, size=size, upload_url=upload_url, rewind=rewind
+        )
 
     def push_blob_bytes(self, repository: str, data: bytes) -> str:
         """Upload a small in-memory blob (configs, test data); returns its digest."""

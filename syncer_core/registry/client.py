@@ -30,6 +30,7 @@ from syncer_core.reference import DOCKER_HUB, DOCKER_HUB_API
 from syncer_core.registry.access import RegistryAccess
 from syncer_core.registry.auth import SCOPE_EXTENSION, RegistryAuth
 from syncer_core.registry.http import ClientOptions, build_http_client
+from syncer_core.registry.negotiation import UploadPlan
 from syncer_core.registry.ratelimit import RateLimitGate
 from syncer_core.registry.responses import (
     error_from_transport,
@@ -376,6 +377,11 @@ class RegistryClient:
             yield stream
         finally:
             stream.close()
+
+    @property
+    def upload_plan(self) -> UploadPlan:
+        """How this registry takes blob uploads, as learned so far (see `negotiation`)."""
+        return self._uploader.plan
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> MountResult:
         """Cross-repository mount; on 202 the opened upload session is returned for reuse."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from syncer_core.errors import NotFoundError, RegistryError, TransientRegistryError
+from syncer_core.registry.negotiation import UploadPlan
 from syncer_core.registry.upload_feed import UploadFeed
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class ResumableUpload:
         feed: UploadFeed,
         url: str,
         *,
-        chunk_size: int = 0,
+        plan: UploadPlan | None = None,
     ):
         self._uploader = uploader
         self._client = uploader.client
@@ -62,7 +63,8 @@ class ResumableUpload:
         self._digest = digest
         self._feed = feed
         self.url = url
-        self._chunk_size = chunk_size
+        self._plan = plan or UploadPlan()
+        self._chunk_size = self._plan.chunk_size
         self._what = f"upload blob {digest} to {repository}"
         self.resumes = 0
         self.restarts = 0
@@ -78,6 +80,8 @@ class ResumableUpload:
             except TransientRegistryError as error:
                 if self._recover(error):
                     return
+            except RegistryError as error:
+                self._renegotiate(error)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -161,15 +165,27 @@ class ResumableUpload:
         self.resumes += 1
         if feed.position == feed.size and self._committed_meanwhile():
             return True  # the commit went through; only its answer was lost
-        offset = self._session_offset()
-        if offset is None or offset > feed.position:
-            self._restart()
-            offset = 0
-        feed.rewind_to(offset)
-        feed.confirm(offset)
+        offset = self._realign()
         self._stalls = self._stalls + 1 if offset <= self._confirmed else 0
         self._confirmed = offset
         return False
+
+    def _renegotiate(self, error: RegistryError) -> None:
+        """After a body refused for its size, continue in (smaller) chunks, or raise."""
+        chunk = self._plan.refused(error.status_code, self._chunk_size)
+        if chunk is None:
+            raise error
+        self._chunk_size = chunk
+        if not self._feed.resumable:
+            raise TransientRegistryError(
+                f"{self._what}: {error}; the next attempt uploads in chunks of {chunk} bytes",
+                registry=self._client.registry,
+                status_code=error.status_code,
+            ) from error
+        self.resumes += 1  # counted with the resumes: it is bounded by them too
+        if self.resumes > self._client.options.max_resumes:
+            raise error
+        self._confirmed = self._realign()
 
     def _wait_if_stalled(self, error: TransientRegistryError) -> None:
         if self._stalls == 0:
@@ -202,6 +218,16 @@ class ResumableUpload:
         if response.headers.get("location"):
             self.url = self._uploader.location(response, what)
         return end
+
+    def _realign(self) -> int:
+        """Put the feed where the session stands (a new session: at 0); returns the offset."""
+        offset = self._session_offset()
+        if offset is None or offset > self._feed.position:
+            self._restart()
+            offset = 0
+        self._feed.rewind_to(offset)
+        self._feed.confirm(offset)
+        return offset
 
     def _restart(self) -> None:
         self._uploader.cancel(self.url)

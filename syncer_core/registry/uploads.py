@@ -33,6 +33,7 @@ from syncer_core.errors import (
     RegistryError,
     TransientRegistryError,
 )
+from syncer_core.registry.negotiation import UploadPlan
 from syncer_core.registry.resumable_upload import ResumableUpload
 from syncer_core.registry.upload_feed import UploadFeed
 
@@ -61,6 +62,8 @@ class BlobUploader:
 
     def __init__(self, client: RegistryClient):
         self._client = client
+        configured = client.access.chunk_size or client.options.upload_chunk_size
+        self.plan = UploadPlan(configured)
 
     @property
     def client(self) -> RegistryClient:
@@ -90,6 +93,7 @@ class BlobUploader:
                 headers={"Content-Length": "0"},
             )
         )
+        self.plan.announce_min_chunk(response.headers.get("oci-chunk-min-length"))
         return self.location(response, what)
 
     def mount(self, repository: str, digest: str, from_repository: str) -> MountResult:
@@ -145,7 +149,7 @@ class BlobUploader:
             digest,
             feed,
             upload_url or self.start(repository),
-            chunk_size=self._client.options.upload_chunk_size,
+            plan=self.plan,
         )
         try:
             upload.run()

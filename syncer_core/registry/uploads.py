@@ -28,8 +28,6 @@ import httpx
 
 from syncer_core.errors import (
     AuthenticationError,
-    NotFoundError,
-    PermissionDeniedError,
     RegistryError,
     TransientRegistryError,
 )
@@ -40,7 +38,10 @@ from syncer_core.registry.upload_feed import UploadFeed
 if TYPE_CHECKING:
     from syncer_core.registry.client import RegistryClient
 
-__all__ = ["BlobUploader", "MountResult"]
+__all__ = ["MOUNT_REFUSALS", "BlobUploader", "MountResult"]
+
+#: Mounts refused in a row (and none ever fulfilled) after which a registry gets no more.
+MOUNT_REFUSALS = 3
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class BlobUploader:
         self._client = client
         configured = client.access.chunk_size or client.options.upload_chunk_size
         self.plan = UploadPlan(configured)
+        self._mounted_once = False
+        self._mount_refusals = 0
 
     @property
     def client(self) -> RegistryClient:
@@ -96,13 +99,36 @@ class BlobUploader:
         self.plan.announce_min_chunk(response.headers.get("oci-chunk-min-length"))
         return self.location(response, what)
 
+    @property
+    def mounts_refused(self) -> bool:
+        """Whether this registry refuses mounts: `MOUNT_REFUSALS` in a row, none ever worked.
+
+        Docker Hub refuses cross-repository mounts (go-containerregistry
+        #1741), GAR never fulfils them, Harbor answers 401 for a project it
+        does not have (#17097): once a registry has shown that, no more mount
+        requests are spent on it.
+        """
+        return not self._mounted_once and self._mount_refusals >= MOUNT_REFUSALS
+
     def mount(self, repository: str, digest: str, from_repository: str) -> MountResult:
         """Try a cross-repository mount of `digest` from `from_repository`.
 
-        A mount is an optimisation: 401/403/404 (our credential may not pull
-        from that repository, or it is gone) mean "not mounted", and the
-        caller uploads instead; a real lack of push access shows there.
+        A mount is an optimisation, so any failure means "not mounted" and
+        the caller uploads instead: 401/403/404 (our credential may not pull
+        from that repository, or it is gone), any other refusal, a registry
+        still failing after the retries, a 202 without a session; a real lack
+        of push access shows in the upload.
         """
+        if self.mounts_refused:
+            return MountResult(mounted=False)
+        result = self._request_mount(repository, digest, from_repository)
+        if result.mounted:
+            self._mounted_once = True
+        else:
+            self._mount_refusals += 1
+        return result
+
+    def _request_mount(self, repository: str, digest: str, from_repository: str) -> MountResult:
         what = f"mount {digest} from {from_repository} into {repository}"
         client = self._client
         try:
@@ -116,11 +142,14 @@ class BlobUploader:
                     scopes=(f"repository:{from_repository}:pull",),
                 )
             )
-        except (AuthenticationError, PermissionDeniedError, NotFoundError):
+        except RegistryError:
             return MountResult(mounted=False)
         if response.status_code == 201:
             return MountResult(mounted=True)
-        return MountResult(mounted=False, upload_url=self.location(response, what))
+        location = response.headers.get("location")
+        if response.status_code != 202 or not location:
+            return MountResult(mounted=False)  # no usable session: the upload opens its own
+        return MountResult(mounted=False, upload_url=str(response.request.url.join(location)))
 
     def cancel(self, upload_url: str) -> None:
         """Abandon an upload session; failures are ignored (the registry expires it)."""

@@ -35,6 +35,11 @@ upload `PUT` carrying more than N bytes (ACR over ~20 MB, Harbor #23015; 0
 stands for a chunked-only registry), `patch_limit=N` answers 416 to a
 `PATCH` over N bytes (GHCR over 4 MiB, ocx-sh/ocx PR #237).
 
+`refuse_mounts=S` refuses every cross-repository mount (fault
+`mount-refused`): 202 forwards the request without `mount`/`from`, so the
+registry opens a plain upload session (Docker Hub, GAR); 401/403/404 and
+other statuses are answered with an error body (Harbor #17097: 401).
+
 With `rewrite_realm=True` the Bearer realm of every challenge is rewritten to
 `<proxy>/_realm/<token host:port>/<path>`, so token requests pass through the
 proxy too (and `token-fail` can hit them). `override_manifest` serves chosen
@@ -103,7 +108,9 @@ _REASONS = {
     200: "OK",
     307: "Temporary Redirect",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
+    405: "Method Not Allowed",
     413: "Payload Too Large",
     416: "Range Not Satisfiable",
     429: "Too Many Requests",
@@ -361,6 +368,7 @@ class FaultProxy:
             module docstring): cut uploads can be continued.
         monolithic_limit: 413 for an upload `PUT` with more body bytes (None: no limit).
         patch_limit: 416 for an upload `PATCH` with more body bytes (None: no limit).
+        refuse_mounts: the status every mount request gets (None: mounts work).
     """
 
     def __init__(
@@ -377,6 +385,7 @@ class FaultProxy:
         resumable_uploads: bool = False,
         monolithic_limit: int | None = None,
         patch_limit: int | None = None,
+        refuse_mounts: int | None = None,
     ):
         host, _, port = upstream.rpartition(":")
         self._upstream = (host, int(port))
@@ -388,6 +397,7 @@ class FaultProxy:
         self.resumable_uploads = resumable_uploads
         self.monolithic_limit = monolithic_limit
         self.patch_limit = patch_limit
+        self.refuse_mounts = refuse_mounts
         self._upload_states: dict[str, str] = {}  # upload id -> latest Location query
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
@@ -712,6 +722,13 @@ class FaultProxy:
     ) -> bool:
         if self.resumable_uploads:
             self._refresh_upload_state(request)
+        if self._is_mount(request):
+            self._count_fault("mount-refused", record)
+            if self.refuse_mounts != 202:
+                status = self.refuse_mounts or 0
+                await self._answer(writer, record, status, {}, _error_body(status, "mount"))
+                return True
+            request.target = _without_mount(request.target)
         refusal = self._size_refusal(request)
         if refusal is not None:
             await _drain_body(request, reader, record)
@@ -953,6 +970,14 @@ class FaultProxy:
             self._challenge = value
         return value
 
+    def _is_mount(self, request: _Request) -> bool:
+        return (
+            self.refuse_mounts is not None
+            and request.method == "POST"
+            and request.kind == "upload"
+            and "mount=" in request.target
+        )
+
     def _size_refusal(self, request: _Request) -> tuple[int, str] | None:
         """`(status, fault)` when an upload body is over this registry's limit."""
         if request.kind != "upload":
@@ -1172,10 +1197,18 @@ async def _drain_body(
     await _copy_body(request.headers, reader, None, record, "up")
 
 
+def _without_mount(target: str) -> str:
+    path, _, query = target.partition("?")
+    kept = [p for p in query.split("&") if p and not p.startswith(("mount=", "from="))]
+    return path + ("?" + "&".join(kept) if kept else "")
+
+
 def _error_body(status: int, kind: str) -> bytes:
     code = {
         429: "TOOMANYREQUESTS",
         401: "UNAUTHORIZED",
+        403: "DENIED",
+        404: "BLOB_UNKNOWN",
         413: "SIZE_INVALID",
         416: "BLOB_UPLOAD_INVALID",
     }.get(status, "UNAVAILABLE")

@@ -131,7 +131,14 @@ class BlobStream:
         assert self._rewind_to is not None
         start, end, self._rewind_to = self._rewind_to, self._offset, None
         while start < end:
-            response, skip = self._open(start, end)
+            try:
+                response, skip = self._open(start, end)
+            except TransientRegistryError:
+                # No side request to be had (say, every pooled connection is
+                # held by a paused body like ours): re-read on the main one.
+                self._replace(self._open(start))
+                self._offset = start
+                return
             try:
                 for chunk in response.iter_bytes(self._chunk_size):
                     self.bytes_received += len(chunk)

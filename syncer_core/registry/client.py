@@ -47,6 +47,7 @@ __all__ = ["BlobStream", "ManifestHead", "MountResult", "RegistryClient"]
 
 T = TypeVar("T")
 _PROBE_TIMEOUT = httpx.Timeout(5.0)
+_SIDE_REQUEST_TIMEOUT = httpx.Timeout(60.0, pool=5.0)
 
 
 class RegistryClient:
@@ -353,16 +354,22 @@ class RegistryClient:
         def open_at(offset: int, end: int | None = None) -> httpx.Response:
             last = "" if end is None else str(end - 1)
             headers = {"Range": f"bytes={offset}-{last}"} if offset or end else None
-            return self.retrying(
-                lambda: self.send(
+            # A bounded side request (a re-read, `BlobStream.rewind`) is tried
+            # once and waits briefly for a connection: the stream has a fallback.
+            timeout = self._http.timeout if end is None else _SIDE_REQUEST_TIMEOUT
+
+            def request() -> httpx.Response:
+                return self.send(
                     "GET",
                     f"/v2/{repository}/blobs/{digest}",
                     what=what,
                     stream=True,
                     follow_redirects=True,
                     headers=headers,
+                    timeout=timeout,
                 )
-            )
+
+            return request() if end is not None else self.retrying(request)
 
         stream = BlobStream(
             open_at(0),

@@ -132,3 +132,45 @@ def test_resumes_are_bounded_when_no_byte_arrives() -> None:
     with pytest.raises(RegistryError, match="connection reset"):
         read_all(mock)
     mock.assert_done()
+
+
+def rewound_read(mock: MockRegistry, after: int, back_to: int) -> bytes:
+    """Read `after` bytes, rewind to `back_to`, then read to the end."""
+    client = mock.client(options=ClientOptions(chunk_size=CHUNK))
+    with client.open_blob("library/app", DIGEST) as blob:
+        chunks = blob.iter_chunks()
+        head = b""
+        while len(head) < after:
+            head += next(chunks)
+        blob.rewind(back_to)
+        return head + b"".join(chunks)
+
+
+def test_a_rewind_rereads_the_span_on_a_side_request_and_the_body_continues() -> None:
+    """The destination confirmed fewer bytes than were read: only that span is asked again."""
+    mock = MockRegistry()
+    mock.expect("GET", PATH, content=DATA, headers={"Content-Length": "300"})
+    mock.expect(
+        "GET",
+        PATH,
+        status=206,
+        content=DATA[100:200],
+        headers={"Content-Range": "bytes 100-199/300"},
+        check=lambda call: _assert_header(call, "range", "bytes=100-199"),
+    )
+    assert rewound_read(mock, 200, 100) == DATA[:200] + DATA[100:]
+    mock.assert_done()  # the first body went on: no third request
+
+
+def test_without_a_side_request_the_rewind_reopens_the_main_body() -> None:
+    """A full connection pool (or any failure of the side request) is no dead end."""
+    mock = MockRegistry()
+    mock.expect("GET", PATH, content=DATA, headers={"Content-Length": "300"})
+    mock.expect("GET", PATH, raises=httpx.PoolTimeout("no connection available"))
+    expect_partial(mock, 100, DATA[100:])
+    assert rewound_read(mock, 200, 100) == DATA[:200] + DATA[100:]
+    mock.assert_done()
+
+
+def _assert_header(call: Call, name: str, expected: str) -> None:
+    assert call.header(name) == expected

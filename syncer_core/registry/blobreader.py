@@ -22,19 +22,54 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 
 from syncer_core.errors import RegistryError, TransientRegistryError
 from syncer_core.registry.responses import error_from_transport
 
-__all__ = ["BlobStream", "RangeOpener"]
+if TYPE_CHECKING:
+    from syncer_core.registry.client import RegistryClient
+
+__all__ = ["BlobStream", "RangeOpener", "range_opener"]
 
 #: `GET` the blob from byte `offset` up to `end` (exclusive; None: to the end of the blob),
 #: with a `Range` header unless that is the whole blob.
 RangeOpener = Callable[[int, int | None], httpx.Response]
 
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+#: A bounded side request (a re-read after `rewind`) waits briefly for a connection.
+_SIDE_REQUEST_TIMEOUT = httpx.Timeout(60.0, pool=5.0)
+
+
+def range_opener(client: RegistryClient, path: str, what: str) -> RangeOpener:
+    """The `RangeOpener` of a blob `path` on `client` (redirects followed).
+
+    The main body (`end` None) is opened under the retry policy; a bounded
+    side request is tried once, with a short wait for a pooled connection:
+    `BlobStream` falls back to reopening the main body when it fails.
+    """
+
+    def open_at(offset: int, end: int | None = None) -> httpx.Response:
+        last = "" if end is None else str(end - 1)
+        headers = {"Range": f"bytes={offset}-{last}"} if offset or end else None
+        timeout = httpx.USE_CLIENT_DEFAULT if end is None else _SIDE_REQUEST_TIMEOUT
+
+        def request() -> httpx.Response:
+            return client.send(
+                "GET",
+                path,
+                what=what,
+                stream=True,
+                follow_redirects=True,
+                headers=headers,
+                timeout=timeout,
+            )
+
+        return request() if end is not None else client.retrying(request)
+
+    return open_at
 
 
 class BlobStream:

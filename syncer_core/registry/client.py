@@ -29,6 +29,7 @@ from syncer_core.mediatypes import MANIFEST_ACCEPT, SCHEMA1_TYPES
 from syncer_core.reference import DOCKER_HUB, DOCKER_HUB_API
 from syncer_core.registry.access import RegistryAccess
 from syncer_core.registry.auth import SCOPE_EXTENSION, RegistryAuth
+from syncer_core.registry.blobreader import range_opener
 from syncer_core.registry.http import ClientOptions, build_http_client
 from syncer_core.registry.negotiation import UploadPlan
 from syncer_core.registry.ratelimit import RateLimitGate
@@ -47,7 +48,6 @@ __all__ = ["BlobStream", "ManifestHead", "MountResult", "RegistryClient"]
 
 T = TypeVar("T")
 _PROBE_TIMEOUT = httpx.Timeout(5.0)
-_SIDE_REQUEST_TIMEOUT = httpx.Timeout(60.0, pool=5.0)
 
 
 class RegistryClient:
@@ -350,29 +350,9 @@ class RegistryClient:
         The stream resumes itself with `Range` after a cut (`BlobStream`).
         """
         what = f"GET blob {repository}@{digest}"
-
-        def open_at(offset: int, end: int | None = None) -> httpx.Response:
-            last = "" if end is None else str(end - 1)
-            headers = {"Range": f"bytes={offset}-{last}"} if offset or end else None
-            # A bounded side request (a re-read, `BlobStream.rewind`) is tried
-            # once and waits briefly for a connection: the stream has a fallback.
-            timeout = self._http.timeout if end is None else _SIDE_REQUEST_TIMEOUT
-
-            def request() -> httpx.Response:
-                return self.send(
-                    "GET",
-                    f"/v2/{repository}/blobs/{digest}",
-                    what=what,
-                    stream=True,
-                    follow_redirects=True,
-                    headers=headers,
-                    timeout=timeout,
-                )
-
-            return request() if end is not None else self.retrying(request)
-
+        open_at = range_opener(self, f"/v2/{repository}/blobs/{digest}", what)
         stream = BlobStream(
-            open_at(0),
+            open_at(0, None),
             digest,
             self.options.chunk_size,
             self.registry,

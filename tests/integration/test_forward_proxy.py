@@ -51,19 +51,17 @@ def sync_one(source: RegistryServer, target: RegistryServer) -> tuple[str, str]:
 
 
 @pytest.fixture
-def forward_proxy(tmp_path: Path) -> Iterator[ForwardProxy]:
+def forward_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ForwardProxy]:
+    """A running tinyproxy that `HTTP_PROXY` and `HTTPS_PROXY` point at."""
     with running_forward_proxy(tmp_path / "tinyproxy") as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         yield proxy
 
 
 def test_a_sync_goes_through_the_proxy_of_the_environment(
-    registry_plain: RegistryServer,
-    registry_plain2: RegistryServer,
-    forward_proxy: ForwardProxy,
-    monkeypatch: pytest.MonkeyPatch,
+    registry_plain: RegistryServer, registry_plain2: RegistryServer, forward_proxy: ForwardProxy
 ) -> None:
-    monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
-    monkeypatch.setenv("HTTPS_PROXY", forward_proxy.url)
     repository, _ = sync_one(registry_plain, registry_plain2)
     seen = forward_proxy.requests()
     source, target = registry_plain.host, registry_plain2.host
@@ -78,8 +76,6 @@ def test_no_proxy_covering_the_registries_bypasses_the_proxy(
     forward_proxy: ForwardProxy,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
-    monkeypatch.setenv("HTTPS_PROXY", forward_proxy.url)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     sync_one(registry_plain, registry_plain2)
     assert forward_proxy.requests() == []

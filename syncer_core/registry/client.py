@@ -42,6 +42,7 @@ from syncer_core.registry.responses import (
 )
 from syncer_core.registry.retry import RetryPolicy, call_with_retries
 from syncer_core.registry.types import BlobStream, ManifestHead
+from syncer_core.registry.upload_feed import MemoryBlob
 from syncer_core.registry.uploads import BlobUploader, MountResult
 
 __all__ = ["BlobStream", "ManifestHead", "MountResult", "RegistryClient"]
@@ -402,7 +403,8 @@ class RegistryClient:
         """Upload a small in-memory blob (configs, test data); returns its digest."""
         digest = compute_digest(data)
         if self.head_blob(repository, digest) is None:
-            self.push_blob(repository, digest, [data], size=len(data))
+            blob = MemoryBlob(data)
+            self.push_blob(repository, digest, blob, size=len(data), rewind=blob.rewind)
         return digest
 
 

@@ -21,7 +21,30 @@ from collections.abc import Callable, Iterable, Iterator
 from syncer_core.digest import CheckpointedHash, parse_digest
 from syncer_core.errors import DigestMismatchError
 
-__all__ = ["UploadFeed"]
+__all__ = ["MemoryBlob", "UploadFeed"]
+
+
+class MemoryBlob:
+    """A blob held in memory (configs, small documents) as a re-readable source.
+
+    With its `rewind` an upload of in-memory bytes resumes after a cut like
+    a streamed one (a keep-alive connection a proxy closed under the PUT).
+    """
+
+    def __init__(self, data: bytes, chunk_size: int = 1024 * 1024):
+        self._data = data
+        self._chunk_size = chunk_size
+        self._offset = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        while self._offset < len(self._data):
+            piece = self._data[self._offset : self._offset + self._chunk_size]
+            self._offset += len(piece)
+            yield piece
+
+    def rewind(self, offset: int) -> None:
+        """Continue from `offset`."""
+        self._offset = offset
 
 
 class UploadFeed:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from syncer_core.digest import CheckpointedHash
 from syncer_core.errors import DigestMismatchError
-from syncer_core.registry.upload_feed import UploadFeed
+from syncer_core.registry.upload_feed import MemoryBlob, UploadFeed
 
 DATA = bytes(range(256)) * 40  # 10,240 bytes
 CHUNK = 1000
@@ -109,3 +109,11 @@ def test_unknown_size_verifies_before_releasing_the_last_chunk() -> None:
     with pytest.raises(DigestMismatchError):
         next(pieces)
     assert not feed.resumable
+
+
+def test_an_in_memory_blob_is_re_readable_from_any_offset() -> None:
+    blob = MemoryBlob(DATA, chunk_size=CHUNK)
+    feed = UploadFeed(blob, sha256(DATA), len(DATA), blob.rewind)
+    b"".join(feed.pieces(4321))
+    feed.rewind_to(1234)
+    assert b"".join(feed.pieces()) == DATA[1234:]

@@ -15,6 +15,7 @@ from syncer_core.errors import DigestMismatchError
 
 __all__ = [
     "ALGORITHMS",
+    "CheckpointedHash",
     "DigestingIterator",
     "compute_digest",
     "is_digest",
@@ -123,3 +124,46 @@ class DigestingIterator:
             )
         if actual != self.expected:
             raise DigestMismatchError(self.expected, actual, what="blob")
+
+
+class CheckpointedHash:
+    """A running digest that can go back to an earlier offset without re-reading from 0.
+
+    An upload resumed at the offset a registry confirmed must hash exactly
+    the bytes committed; the hash state is saved (`hashlib` objects `copy()`)
+    at every chunk boundary, so going back costs at most one chunk of
+    re-reading. States below the last confirmed offset are dropped: one
+    state per chunk still unconfirmed (a few hundred bytes each).
+    """
+
+    def __init__(self, algorithm: str):
+        self.algorithm = algorithm
+        self._hash = hashlib.new(algorithm)
+        self.offset = 0
+        self._states: list[tuple[int, hashlib._Hash]] = [(0, self._hash.copy())]
+
+    def update(self, chunk: bytes) -> None:
+        """Hash `chunk` and save the state at its end."""
+        self._hash.update(chunk)
+        self.offset += len(chunk)
+        self._states.append((self.offset, self._hash.copy()))
+
+    def rewind(self, offset: int) -> int:
+        """Return to the last saved state at or before `offset`; returns its offset."""
+        while len(self._states) > 1 and self._states[-1][0] > offset:
+            self._states.pop()
+        self.offset, state = self._states[-1]
+        self._hash = state.copy()
+        return self.offset
+
+    def confirm(self, offset: int) -> None:
+        """Forget the states before `offset` (keeping the last one at or before it)."""
+        keep = 0
+        for index, (saved, _) in enumerate(self._states):
+            if saved <= offset:
+                keep = index
+        del self._states[:keep]
+
+    def digest(self) -> str:
+        """`algorithm:hex` of everything hashed so far."""
+        return f"{self.algorithm}:{self._hash.hexdigest()}"

@@ -9,6 +9,8 @@ quay.io/coreos:             # a namespace (any path prefix); longer keys win
 localhost:5000:
   insecure: true            # skip TLS verification, allow plain HTTP
   ca_file: certs/ca.pem     # ours: CA bundle, relative to the auth file
+ghcr.io:
+  chunk_size: 4194304       # ours: upload in PATCH chunks of at most 4 MiB
 ```
 
 Keys are normalised like references (Docker Hub aliases are one registry,
@@ -17,7 +19,7 @@ a key without a host is on Docker Hub); no `library/` is added, so
 it equals it or is a prefix ending at a `/`; the longest match wins (the
 original picked a random one, see the behaviour spec §7.1 #1-2). Without a
 match, or when the winning entry has no usable credentials, docker's
-config.json is asked; `insecure`/`ca_file` of the winning entry always apply.
+config.json is asked; `insecure`/`ca_file`/`chunk_size` of the winning entry always apply.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pydantic import (
     RootModel,
     SecretStr,
     StrictBool,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -51,6 +54,7 @@ from syncer_core.reference import (
     split_repository,
 )
 from syncer_core.registry.access import RegistryAccess
+from syncer_core.registry.negotiation import MIN_CHUNK
 
 __all__ = [
     "AuthConfig",
@@ -61,7 +65,9 @@ __all__ = [
     "parse_auth_section",
 ]
 
-_FIELDS = "username, password, token, insecure, ca_file"
+_FIELDS = "username, password, token, insecure, ca_file, chunk_size"
+#: The largest `chunk_size` accepted: a chunk is held in memory while it is sent.
+_MAX_CHUNK = 1024 * 1024 * 1024
 
 
 class AuthEntry(BaseModel):
@@ -73,6 +79,9 @@ class AuthEntry(BaseModel):
         token: a static bearer token (our addition).
         insecure: skip TLS verification and allow plain HTTP.
         ca_file: a PEM CA bundle for this registry (our addition).
+        chunk_size: upload blobs in `PATCH` chunks of at most this many bytes,
+            from the first blob on (our addition; without it uploads are
+            monolithic until the registry refuses one).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -82,6 +91,17 @@ class AuthEntry(BaseModel):
     token: SecretStr | None = None
     insecure: StrictBool = False
     ca_file: Path | None = None
+    chunk_size: StrictInt | None = None
+
+    @field_validator("chunk_size", mode="after")
+    @classmethod
+    def _check_chunk_size(cls, value: int | None) -> int | None:
+        if value is not None and not MIN_CHUNK <= value <= _MAX_CHUNK:
+            raise ValueError(
+                f"{value} is out of range: use a byte count from {MIN_CHUNK} (256 KiB) "
+                f"to {_MAX_CHUNK} (1 GiB), e.g. 4194304 for 4 MiB"
+            )
+        return value
 
     @field_validator("username", mode="after")
     @classmethod
@@ -135,7 +155,9 @@ class AuthEntry(BaseModel):
         worker), never when the file is loaded.
         """
         if not self.has_credentials:
-            return RegistryAccess(insecure=self.insecure, ca_file=self.ca_file)
+            return RegistryAccess(
+                insecure=self.insecure, ca_file=self.ca_file, chunk_size=self.chunk_size
+            )
         uses_token = self.token is not None and bool(self.token.get_secret_value())
         return RegistryAccess(
             username=self.username,
@@ -143,6 +165,7 @@ class AuthEntry(BaseModel):
             token=resolve_secret(self.token, where=f"{key}.token") if uses_token else None,
             insecure=self.insecure,
             ca_file=self.ca_file,
+            chunk_size=self.chunk_size,
         )
 
 
@@ -261,7 +284,13 @@ class AuthConfig:
         fallback = self.docker_config.credentials(reference.registry)
         if fallback is None:
             return self._access(entry, key)
-        return fallback.model_copy(update={"insecure": entry.insecure, "ca_file": entry.ca_file})
+        return fallback.model_copy(
+            update={
+                "insecure": entry.insecure,
+                "ca_file": entry.ca_file,
+                "chunk_size": entry.chunk_size,
+            }
+        )
 
 
 def _auth_error(exc: ValidationError, file: str | None) -> ConfigError:

@@ -46,6 +46,7 @@ _MESSAGES = {
     "dict_type": "must be a mapping",
     "string_type": "must be a string (quote it in YAML)",
     "bool_type": "must be true or false",
+    "int_type": "must be a whole number (unquoted, e.g. 4194304)",
 }
 
 

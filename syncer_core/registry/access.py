@@ -27,6 +27,9 @@ class RegistryAccess(BaseModel):
         insecure: skip TLS verification and allow plain HTTP (image-syncer's
             meaning of `insecure`).
         ca_file: a PEM bundle to verify the registry's certificate with.
+        chunk_size: upload blobs in `PATCH` chunks of at most this many bytes
+            (auth file `chunk_size`, ours); None: monolithic first, chunks
+            only if the registry refuses (`registry.negotiation`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -37,6 +40,7 @@ class RegistryAccess(BaseModel):
     identity_token: SecretStr | None = None
     insecure: bool = False
     ca_file: Path | None = None
+    chunk_size: int | None = None
 
     @property
     def has_basic_credentials(self) -> bool:

@@ -29,7 +29,9 @@ from syncer_core.mediatypes import MANIFEST_ACCEPT, SCHEMA1_TYPES
 from syncer_core.reference import DOCKER_HUB, DOCKER_HUB_API
 from syncer_core.registry.access import RegistryAccess
 from syncer_core.registry.auth import SCOPE_EXTENSION, RegistryAuth
+from syncer_core.registry.blobreader import range_opener
 from syncer_core.registry.http import ClientOptions, build_http_client
+from syncer_core.registry.negotiation import UploadPlan
 from syncer_core.registry.ratelimit import RateLimitGate
 from syncer_core.registry.responses import (
     error_from_transport,
@@ -40,6 +42,7 @@ from syncer_core.registry.responses import (
 )
 from syncer_core.registry.retry import RetryPolicy, call_with_retries
 from syncer_core.registry.types import BlobStream, ManifestHead
+from syncer_core.registry.upload_feed import MemoryBlob
 from syncer_core.registry.uploads import BlobUploader, MountResult
 
 __all__ = ["BlobStream", "ManifestHead", "MountResult", "RegistryClient"]
@@ -343,21 +346,30 @@ class RegistryClient:
 
     @contextmanager
     def open_blob(self, repository: str, digest: str) -> Iterator[BlobStream]:
-        """Stream a blob (redirects followed; credentials never leave the origin)."""
+        """Stream a blob (redirects followed; credentials never leave the origin).
+
+        The stream resumes itself with `Range` after a cut (`BlobStream`).
+        """
         what = f"GET blob {repository}@{digest}"
-        response = self.retrying(
-            lambda: self.send(
-                "GET",
-                f"/v2/{repository}/blobs/{digest}",
-                what=what,
-                stream=True,
-                follow_redirects=True,
-            )
+        open_at = range_opener(self, f"/v2/{repository}/blobs/{digest}", what)
+        stream = BlobStream(
+            open_at(0, None),
+            digest,
+            self.options.chunk_size,
+            self.registry,
+            what,
+            reopen=open_at,
+            max_resumes=self.options.max_resumes,
         )
         try:
-            yield BlobStream(response, digest, self.options.chunk_size, self.registry, what)
+            yield stream
         finally:
-            response.close()
+            stream.close()
+
+    @property
+    def upload_plan(self) -> UploadPlan:
+        """How this registry takes blob uploads, as learned so far (see `negotiation`)."""
+        return self._uploader.plan
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> MountResult:
         """Cross-repository mount; on 202 the opened upload session is returned for reuse."""
@@ -375,15 +387,24 @@ class RegistryClient:
         *,
         size: int | None,
         upload_url: str | None = None,
+        rewind: Callable[[int], None] | None = None,
     ) -> None:
-        """Upload a blob from an iterator, verifying `digest` (and `size`) as it streams."""
-        self._uploader.push(repository, digest, chunks, size=size, upload_url=upload_url)
+        """Upload a blob from an iterator, verifying `digest` (and `size`) as it streams.
+
+        `rewind(offset)` makes `chunks` continue from an earlier offset (a
+        `BlobStream`'s `rewind`, through any pass-through stages): with it a
+        cut upload resumes instead of failing.
+        """
+        self._uploader.push(
+            repository, digest, chunks, size=size, upload_url=upload_url, rewind=rewind
+        )
 
     def push_blob_bytes(self, repository: str, data: bytes) -> str:
         """Upload a small in-memory blob (configs, test data); returns its digest."""
         digest = compute_digest(data)
         if self.head_blob(repository, digest) is None:
-            self.push_blob(repository, digest, [data], size=len(data))
+            blob = MemoryBlob(data)
+            self.push_blob(repository, digest, blob, size=len(data), rewind=blob.rewind)
         return digest
 
 

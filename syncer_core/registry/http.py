@@ -34,6 +34,8 @@ class ClientOptions:
         chunk_size: bytes per read when streaming blobs.
         upload_chunk_size: 0 streams a blob in one PUT; > 0 uploads it in
             PATCH chunks of this size (for registries or proxies that need it).
+        max_resumes: how many times one blob's download, and separately its
+            upload, may be resumed after a cut before the copy fails.
     """
 
     max_connections: int = 16
@@ -43,6 +45,7 @@ class ClientOptions:
     pool_timeout: float = 600.0
     chunk_size: int = 1024 * 1024
     upload_chunk_size: int = 0
+    max_resumes: int = 32
 
 
 def ssl_verification(access: RegistryAccess) -> ssl.SSLContext | bool:

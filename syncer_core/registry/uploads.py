@@ -8,7 +8,9 @@ The flows (distribution-spec "Pushing blobs"):
   `PUT <Location>&digest=<d>` whose body is the stream, with an explicit
   `Content-Length` (no chunked transfer encoding; some registries stall on it);
 - chunked (opt-in, `ClientOptions.upload_chunk_size`): `PATCH` each chunk with
-  `Content-Range` to the latest `Location`, then `PUT ...&digest=` empty.
+  `Content-Range` to the latest `Location`, then `PUT ...&digest=` empty;
+- resumed (after a cut, `resumable_upload`): `GET <Location>` for the offset,
+  `PATCH` the rest from there, then `PUT ...&digest=` empty.
 
 The `Location` already carries a query (`?_state=...` on distribution): the
 digest is appended, never replacing it. On any failure the session is
@@ -18,25 +20,28 @@ cancelled with `DELETE` (best effort) so nothing partial lingers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
 
-from syncer_core.digest import DigestingIterator
 from syncer_core.errors import (
     AuthenticationError,
-    NotFoundError,
-    PermissionDeniedError,
     RegistryError,
     TransientRegistryError,
 )
+from syncer_core.registry.negotiation import UploadPlan
+from syncer_core.registry.resumable_upload import ResumableUpload
+from syncer_core.registry.upload_feed import UploadFeed
 
 if TYPE_CHECKING:
     from syncer_core.registry.client import RegistryClient
 
-__all__ = ["BlobUploader", "MountResult"]
+__all__ = ["MOUNT_REFUSALS", "BlobUploader", "MountResult"]
+
+#: Mounts refused in a row (and none ever fulfilled) after which a registry gets no more.
+MOUNT_REFUSALS = 3
 
 
 @dataclass(frozen=True)
@@ -53,32 +58,23 @@ class MountResult:
     upload_url: str | None = None
 
 
-@dataclass
-class _Session:
-    """An upload session; its URL changes with every PATCH response."""
-
-    url: str
-
-
-def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """Regroup a stream into pieces of exactly `size` bytes (the last may be shorter)."""
-    buffer = bytearray()
-    for chunk in chunks:
-        buffer.extend(chunk)
-        while len(buffer) >= size:
-            yield bytes(buffer[:size])
-            del buffer[:size]
-    if buffer:
-        yield bytes(buffer)
-
-
 class BlobUploader:
     """Upload and mount blobs through a `RegistryClient`'s plumbing."""
 
     def __init__(self, client: RegistryClient):
         self._client = client
+        configured = client.access.chunk_size or client.options.upload_chunk_size
+        self.plan = UploadPlan(configured)
+        self._mounted_once = False
+        self._mount_refusals = 0
 
-    def _location(self, response: httpx.Response, what: str) -> str:
+    @property
+    def client(self) -> RegistryClient:
+        """The client whose plumbing uploads go through."""
+        return self._client
+
+    def location(self, response: httpx.Response, what: str) -> str:
+        """The absolute upload URL a response points to (always use the latest)."""
         location = response.headers.get("location")
         if not location:
             raise RegistryError(
@@ -100,15 +96,39 @@ class BlobUploader:
                 headers={"Content-Length": "0"},
             )
         )
-        return self._location(response, what)
+        self.plan.announce_min_chunk(response.headers.get("oci-chunk-min-length"))
+        return self.location(response, what)
+
+    @property
+    def mounts_refused(self) -> bool:
+        """Whether this registry refuses mounts: `MOUNT_REFUSALS` in a row, none ever worked.
+
+        Docker Hub refuses cross-repository mounts (go-containerregistry
+        #1741), GAR never fulfils them, Harbor answers 401 for a project it
+        does not have (#17097): once a registry has shown that, no more mount
+        requests are spent on it.
+        """
+        return not self._mounted_once and self._mount_refusals >= MOUNT_REFUSALS
 
     def mount(self, repository: str, digest: str, from_repository: str) -> MountResult:
         """Try a cross-repository mount of `digest` from `from_repository`.
 
-        A mount is an optimisation: 401/403/404 (our credential may not pull
-        from that repository, or it is gone) mean "not mounted", and the
-        caller uploads instead; a real lack of push access shows there.
+        A mount is an optimisation, so any failure means "not mounted" and
+        the caller uploads instead: 401/403/404 (our credential may not pull
+        from that repository, or it is gone), any other refusal, a registry
+        still failing after the retries, a 202 without a session; a real lack
+        of push access shows in the upload.
         """
+        if self.mounts_refused:
+            return MountResult(mounted=False)
+        result = self._request_mount(repository, digest, from_repository)
+        if result.mounted:
+            self._mounted_once = True
+        else:
+            self._mount_refusals += 1
+        return result
+
+    def _request_mount(self, repository: str, digest: str, from_repository: str) -> MountResult:
         what = f"mount {digest} from {from_repository} into {repository}"
         client = self._client
         try:
@@ -122,11 +142,14 @@ class BlobUploader:
                     scopes=(f"repository:{from_repository}:pull",),
                 )
             )
-        except (AuthenticationError, PermissionDeniedError, NotFoundError):
+        except RegistryError:
             return MountResult(mounted=False)
         if response.status_code == 201:
             return MountResult(mounted=True)
-        return MountResult(mounted=False, upload_url=self._location(response, what))
+        location = response.headers.get("location")
+        if response.status_code != 202 or not location:
+            return MountResult(mounted=False)  # no usable session: the upload opens its own
+        return MountResult(mounted=False, upload_url=str(response.request.url.join(location)))
 
     def cancel(self, upload_url: str) -> None:
         """Abandon an upload session; failures are ignored (the registry expires it)."""
@@ -141,53 +164,53 @@ class BlobUploader:
         *,
         size: int | None,
         upload_url: str | None = None,
+        rewind: Callable[[int], None] | None = None,
     ) -> None:
-        """Upload `chunks` as blob `digest`; verify while streaming; commit only if valid."""
-        session = _Session(upload_url or self.start(repository))
-        verified = DigestingIterator(chunks, digest, size)
+        """Upload `chunks` as blob `digest`; verify while streaming; commit only if valid.
+
+        With `rewind` (the source stage's) and a known `size`, a cut upload
+        resumes where the registry says it stands (`ResumableUpload`).
+        """
+        feed = UploadFeed(chunks, digest, size, rewind)
+        upload = ResumableUpload(
+            self,
+            repository,
+            digest,
+            feed,
+            upload_url or self.start(repository),
+            plan=self.plan,
+        )
         try:
-            if self._client.options.upload_chunk_size > 0:
-                self._push_chunked(repository, session, verified, digest)
-            else:
-                self._push_monolithic(repository, session.url, verified, digest, size)
+            upload.run()
         except BaseException:
-            self.cancel(session.url)
+            self.cancel(upload.url)
             raise
 
-    def _push_monolithic(
-        self, repository: str, url: str, body: DigestingIterator, digest: str, size: int | None
-    ) -> None:
-        what = f"upload blob {digest} to {repository}"
-        headers = {"Content-Type": "application/octet-stream"}
-        if size is not None:
-            headers["Content-Length"] = str(size)
-        target = httpx.URL(url).copy_merge_params({"digest": digest})
-        self._commit(target, what, content=body, headers=headers)
+    def send_body(
+        self,
+        method: str,
+        target: httpx.URL | str,
+        what: str,
+        *,
+        content: Iterable[bytes] | bytes,
+        headers: dict[str, str],
+    ) -> httpx.Response:
+        """Send an upload request with a body; an expired token mid-stream is transient.
 
-    def _push_chunked(
-        self, repository: str, session: _Session, body: DigestingIterator, digest: str
-    ) -> None:
-        what = f"chunked upload of {digest} to {repository}"
-        offset = 0
-        for piece in _rechunk(body, self._client.options.upload_chunk_size):
-            end = offset + len(piece) - 1
-            response = self._client.send(
-                "PATCH",
-                session.url,
-                what=what,
-                content=piece,
-                headers={
-                    "Content-Type": "application/octet-stream",
-                    "Content-Range": f"{offset}-{end}",
-                    "Content-Length": str(len(piece)),
-                },
-            )
-            session.url = self._location(response, what)  # always the latest Location
-            offset = end + 1
-        target = httpx.URL(session.url).copy_merge_params({"digest": digest})
-        self._commit(target, what, content=b"", headers={"Content-Length": "0"})
+        A streamed body cannot be replayed after a 401 (`auth._replayable`);
+        the upload resumes instead, and asking the session's offset (a
+        body-less GET) fetches the new token.
+        """
+        try:
+            return self._client.send(method, target, what=what, content=content, headers=headers)
+        except AuthenticationError as exc:
+            raise TransientRegistryError(
+                f"{what}: authorization expired during upload ({exc})",
+                registry=self._client.registry,
+                status_code=401,
+            ) from exc
 
-    def _commit(
+    def commit(
         self,
         target: httpx.URL,
         what: str,
@@ -195,16 +218,8 @@ class BlobUploader:
         content: Iterable[bytes] | bytes,
         headers: dict[str, str],
     ) -> None:
-        try:
-            response = self._client.send("PUT", target, what=what, content=content, headers=headers)
-        except AuthenticationError as exc:
-            # The token expired while the stream was in flight; a streamed body
-            # cannot be replayed here, but the whole blob copy can be retried.
-            raise TransientRegistryError(
-                f"{what}: authorization expired during upload ({exc})",
-                registry=self._client.registry,
-                status_code=401,
-            ) from exc
+        """The committing `PUT`; anything but 201 fails the upload."""
+        response = self.send_body("PUT", target, what, content=content, headers=headers)
         if response.status_code != 201:
             raise RegistryError(
                 f"{what}: expected 201, got {response.status_code}",

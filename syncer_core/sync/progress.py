@@ -104,7 +104,7 @@ class RunProgress:
     def track(
         self, digest: str, target: str, size: int, chunks: Iterable[bytes]
     ) -> Iterator[bytes]:
-        """Pass `chunks` through unchanged, counting their bytes as this blob's progress."""
+        """Pass `chunks` through unchanged, counting their bytes (up to `size`) as progress."""
         blob = BlobProgress(digest, target, size)
         key = id(blob)
         with self._lock:
@@ -112,8 +112,11 @@ class RunProgress:
         try:
             for chunk in chunks:
                 with self._lock:
-                    blob.done += len(chunk)
-                    self._bytes_done += len(chunk)
+                    # Capped at the blob's size: bytes re-read after a resumed
+                    # upload (the pipeline rewinds the source) are not progress.
+                    step = len(chunk) if not size else max(0, min(len(chunk), size - blob.done))
+                    blob.done += step
+                    self._bytes_done += step
                 yield chunk
         finally:
             with self._lock:

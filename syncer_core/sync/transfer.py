@@ -95,12 +95,16 @@ def _mount_or_stream(session: SyncSession, transfer: BlobTransfer) -> BlobOutcom
             chunks = session.progress.track(
                 transfer.digest, str(target), size or 0, stream.iter_chunks()
             )
+            # Pipeline: resuming source → progress count → resuming upload;
+            # after a cut upload, `rewind` re-reads the source from the offset
+            # the destination confirmed (progress counts at most the blob's size).
             dst.push_blob(
                 target.repository,
                 transfer.digest,
                 chunks,
                 size=size,
                 upload_url=upload_url,
+                rewind=stream.rewind,
             )
     except BaseException:
         if pending is not None:

@@ -25,7 +25,7 @@ from syncer_core.errors import (
 )
 from syncer_core.manifest import RawManifest
 from syncer_core.mediatypes import OCI_MANIFEST
-from syncer_core.registry import RetryPolicy
+from syncer_core.registry import ClientOptions, RetryPolicy
 from tests.support.mock_registry import REGISTRY, MockRegistry
 
 GET_WHAT = "GET manifest library/app:1.0"
@@ -241,19 +241,40 @@ def test_transport_errors_are_transient(mock: MockRegistry, exc: httpx.HTTPError
 
 
 def test_failure_while_streaming_a_blob_is_transient(mock: MockRegistry) -> None:
+    """A body cut again and again at the same byte: resumed a bounded number of times, then
+    raised as transient (the resume itself is tested in test_blob_resume)."""
     digest = "sha256:" + "1" * 64
 
     def body() -> Iterator[bytes]:
         yield b"partial"
         raise httpx.ReadError("connection reset")
 
-    mock.expect("GET", f"/v2/library/app/blobs/{digest}", content=body())
+    def no_progress() -> Iterator[bytes]:
+        raise httpx.ReadError("connection reset")
+        yield b""  # pragma: no cover - makes this a generator
+
+    path = f"/v2/library/app/blobs/{digest}"
+    mock.expect("GET", path, content=body(), headers={"Content-Length": "100"})
+    for _ in range(3):
+        mock.expect(
+            "GET",
+            path,
+            status=206,
+            content=no_progress(),
+            headers={"Content-Range": "bytes 7-99/100", "Content-Length": "93"},
+            check=lambda call: _assert_range(call.header("range"), "bytes=7-"),
+        )
     what = f"GET blob library/app@{digest}"
     with (
-        mock.client().open_blob("library/app", digest) as blob,
+        mock.client(options=ClientOptions(chunk_size=7)).open_blob("library/app", digest) as blob,
         pytest.raises(TransientRegistryError, match=what),
     ):
         b"".join(blob.iter_chunks())
+    mock.assert_done()
+
+
+def _assert_range(actual: str | None, expected: str) -> None:
+    assert actual == expected
 
 
 def tls_failure(cause: ssl.SSLError | None = None) -> httpx.ConnectError:

@@ -348,6 +348,15 @@ def test_mount_202_hands_back_the_session_for_push(mock: MockRegistry) -> None:
     client.push_blob("x", DIGEST, [DATA], size=len(DATA), upload_url=result.upload_url)
 
 
+def test_mount_202_without_a_location_is_not_mounted_and_hands_back_nothing(
+    mock: MockRegistry,
+) -> None:
+    """A broken 202 (no session to reuse) must not fail the blob: the upload opens its own."""
+    mock.expect("POST", f"{UPLOADS}?mount={DIGEST}&from=src", status=202)
+    result = mock.client().mount_blob("x", DIGEST, "src")
+    assert (result.mounted, result.upload_url) == (False, None)
+
+
 def test_push_with_wrong_digest_cancels_the_session(mock: MockRegistry) -> None:
     # The body fails its digest check while it is being sent, so the PUT
     # never completes (the fake records no PUT) and the session is deleted.

@@ -115,19 +115,39 @@ def test_reset_before_headers_is_transient_without_status(
     assert "unreachable" in str(caught.value)
 
 
-def test_cut_blob_body_fails_the_stream_not_the_open(
+def test_cut_blob_body_is_resumed_by_the_stream(
     client: RegistryClient, token_proxy: FaultProxy, seeded
 ) -> None:
+    """One cut: the stream asks again (from its last whole chunk) and delivers the exact blob."""
     repository, image = seeded
     layer = _layer(image)
-    token_proxy.set_faults(FaultRule(kinds=("cut",), endpoints=frozenset({"blob"})))
+    token_proxy.set_faults(FaultRule(kinds=("cut",), endpoints=frozenset({"blob"}), limit=1))
     client.head_blob(repository, layer)  # a HEAD has no body to cut; it primes the token
     with client.open_blob(repository, layer) as blob:
         assert blob.size == len(image.blobs[layer])  # the headers came through
+        assert b"".join(blob.iter_chunks()) == image.blobs[layer]
+        assert blob.resumes == 1
+    gets = [r for r in token_proxy.requests() if (r.method, r.kind) == ("GET", "blob")]
+    assert [r.fault for r in gets] == ["cut", None]
+    assert 0 < gets[0].bytes_down < len(image.blobs[layer])
+
+
+def test_cut_blob_body_fails_the_stream_not_the_open(
+    client: RegistryClient, token_proxy: FaultProxy, seeded
+) -> None:
+    """Every answer cut before a whole chunk arrives: a bounded number of resumes, then a
+    transient error from the stream (the copy is retried as a whole above)."""
+    repository, image = seeded
+    layer = _layer(image)
+    token_proxy.set_faults(FaultRule(kinds=("cut",), endpoints=frozenset({"blob"})))
+    client.head_blob(repository, layer)
+    with client.open_blob(repository, layer) as blob:
+        assert blob.size == len(image.blobs[layer])
         with pytest.raises(TransientRegistryError, match="RemoteProtocolError"):
             b"".join(blob.iter_chunks())
-    [cut] = [r for r in token_proxy.requests() if r.fault == "cut"]
-    assert 0 < cut.bytes_down < len(image.blobs[layer])
+    cuts = [r for r in token_proxy.requests() if r.fault == "cut"]
+    assert len(cuts) == 4  # the first answer and three resumes that brought no new chunk
+    assert all(0 < cut.bytes_down < len(image.blobs[layer]) for cut in cuts)
 
 
 def test_cut_manifest_body_is_retried_by_the_client(

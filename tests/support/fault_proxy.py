@@ -16,6 +16,29 @@ as its `FaultRule`s say, answers some requests itself:
 | `token-fail`       | 503 from the token endpoint (requests routed through `/_realm/`)  |
 | `invalidate-token` | 401 + a fresh Bearer challenge; that token stays revoked afterwards |
 | `redirect`         | 307 to `rule.redirect(path)` (blob storage on another origin)     |
+| `cut-upload`       | part of a PUT/PATCH body reaches the registry, then a reset       |
+
+`cut` and `cut-upload` let `rule.cut_bytes` body bytes through (only bodies
+longer than that are cut), or else `rule.cut_fraction` of the body. With
+`resumable_uploads=True` the proxy stands for a registry that keeps upload
+state on the server (an upload URL stays valid and a cut request keeps the
+bytes that arrived): the part of a cut upload body that arrived is committed
+to the session as a complete `PATCH`, and a request carrying a stale
+distribution `_state` gets the session's latest one. Without it, a cut
+upload is what distribution 2.8 makes of it: the session turns
+`BLOB_UPLOAD_INVALID` (a registry that refuses to resume, like ACR).
+
+Body-size limits of real registries (counted as faults `monolithic-limit`
+and `patch-limit`; the body is read and dropped, as nginx's lingering close
+does, then the refusal is answered): `monolithic_limit=N` answers 413 to an
+upload `PUT` carrying more than N bytes (ACR over ~20 MB, Harbor #23015; 0
+stands for a chunked-only registry), `patch_limit=N` answers 416 to a
+`PATCH` over N bytes (GHCR over 4 MiB, ocx-sh/ocx PR #237).
+
+`refuse_mounts=S` refuses every cross-repository mount (fault
+`mount-refused`): 202 forwards the request without `mount`/`from`, so the
+registry opens a plain upload session (Docker Hub, GAR); 401/403/404 and
+other statuses are answered with an error body (Harbor #17097: 401).
 
 With `rewrite_realm=True` the Bearer realm of every challenge is rewritten to
 `<proxy>/_realm/<token host:port>/<path>`, so token requests pass through the
@@ -75,16 +98,21 @@ FAULT_KINDS = (
     "token-fail",
     "invalidate-token",
     "redirect",
+    "cut-upload",
 )
 #: The mix used by convergence runs: everything a client must survive by retrying
 #: (a `delay` needs a short client timeout, a `redirect` a place to redirect to).
-CHAOS_KINDS = tuple(kind for kind in FAULT_KINDS if kind not in ("delay", "redirect"))
+CHAOS_KINDS = tuple(kind for kind in FAULT_KINDS if kind not in ("delay", "redirect", "cut-upload"))
 _STATUS_KINDS = {"500": 500, "502": 502, "503": 503, "429": 429, "429-retry-after": 429}
 _REASONS = {
     200: "OK",
     307: "Temporary Redirect",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    416: "Range Not Satisfiable",
     429: "Too Many Requests",
     500: "Internal Server Error",
     502: "Bad Gateway",
@@ -96,6 +124,7 @@ _REALM_PREFIX = "/_realm/"
 _REALM_RE = re.compile(r'realm="(?P<scheme>https?)://(?P<netloc>[^/"]+)(?P<path>[^"]*)"')
 _REPO_RE = re.compile(r"^/v2/(?P<repo>.+?)/(?:manifests|blobs|tags)/")
 _UPLOAD_ID_RE = re.compile(r"/uploads/[^/]+$")
+_UPLOAD_LOCATION_RE = re.compile(r"/blobs/uploads/(?P<id>[^/?]+)\?(?P<query>.*)$")
 _MANIFEST_RE = re.compile(r"^/v2/(?P<repo>.+?)/manifests/(?P<ref>[^/?]+)$")
 _REFERRERS_RE = re.compile(r"^/v2/(?P<repo>.+?)/referrers/(?P<ref>sha256:[0-9a-f]{64})$")
 _OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -124,6 +153,8 @@ class FaultRule:
         retry_after: the `Retry-After` value of `429-retry-after`.
         delay: seconds of `delay`.
         cut_fraction: share of the body `cut` lets through (at least 1 byte).
+        cut_bytes: body bytes `cut` / `cut-upload` let through instead of a
+            share; bodies no longer than this are not cut.
         redirect: `path -> absolute URL` for `redirect`.
     """
 
@@ -138,6 +169,7 @@ class FaultRule:
     retry_after: str = "1"
     delay: float = 2.0
     cut_fraction: float = 0.5
+    cut_bytes: int | None = None
     redirect: Callable[[str], str] | None = None
 
     def __post_init__(self) -> None:
@@ -159,11 +191,27 @@ class FaultRule:
             )
         return True
 
+    def allowance(self, length: int) -> int | None:
+        """Body bytes a cut lets through of a `length`-byte body, or None to leave it whole."""
+        if self.cut_bytes is not None:
+            return self.cut_bytes if length > self.cut_bytes else None
+        if length <= 1:
+            return None
+        return max(1, min(length - 1, int(length * self.cut_fraction)))
+
+    def _cuts_upload(self, request: _Request) -> bool:
+        if request.method not in ("PUT", "PATCH") or request.kind != "upload":
+            return False
+        length = request.header("content-length") or ""
+        return length.isdigit() and self.allowance(int(length)) is not None
+
     def applicable(self, request: _Request) -> list[str]:
         """The kinds that make sense for `request`."""
         kinds = []
         for kind in self.kinds:
             if kind == "cut" and request.method != "GET":
+                continue
+            if kind == "cut-upload" and not self._cuts_upload(request):
                 continue
             if kind == "invalidate-token" and not request.bearer:
                 continue
@@ -316,6 +364,11 @@ class FaultProxy:
         upload_rate: cap on forwarded request-body bytes per second per
             request (None: unlimited), to make uploads slow enough to watch.
         download_rate: the same cap on forwarded response bodies.
+        resumable_uploads: keep upload state on the server's side (see the
+            module docstring): cut uploads can be continued.
+        monolithic_limit: 413 for an upload `PUT` with more body bytes (None: no limit).
+        patch_limit: 416 for an upload `PATCH` with more body bytes (None: no limit).
+        refuse_mounts: the status every mount request gets (None: mounts work).
     """
 
     def __init__(
@@ -329,6 +382,10 @@ class FaultProxy:
         rewrite_realm: bool = False,
         upload_rate: float | None = None,
         download_rate: float | None = None,
+        resumable_uploads: bool = False,
+        monolithic_limit: int | None = None,
+        patch_limit: int | None = None,
+        refuse_mounts: int | None = None,
     ):
         host, _, port = upstream.rpartition(":")
         self._upstream = (host, int(port))
@@ -337,6 +394,11 @@ class FaultProxy:
         self.rewrite_realm = rewrite_realm
         self.upload_rate = upload_rate
         self.download_rate = download_rate
+        self.resumable_uploads = resumable_uploads
+        self.monolithic_limit = monolithic_limit
+        self.patch_limit = patch_limit
+        self.refuse_mounts = refuse_mounts
+        self._upload_states: dict[str, str] = {}  # upload id -> latest Location query
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self._rules: list[FaultRule] = list(rules)
@@ -658,6 +720,22 @@ class FaultProxy:
         writer: asyncio.StreamWriter,
         upstreams: dict[tuple[str, int] | None, _Upstream],
     ) -> bool:
+        if self.resumable_uploads:
+            self._refresh_upload_state(request)
+        if self._is_mount(request):
+            self._count_fault("mount-refused", record)
+            if self.refuse_mounts != 202:
+                status = self.refuse_mounts or 0
+                await self._answer(writer, record, status, {}, _error_body(status, "mount"))
+                return True
+            request.target = _without_mount(request.target)
+        refusal = self._size_refusal(request)
+        if refusal is not None:
+            await _drain_body(request, reader, record)
+            self._count_fault(refusal[1], record)
+            body = _error_body(refusal[0], refusal[1])
+            await self._answer(writer, record, refusal[0], {}, body)
+            return True
         override = self._override_for(request)
         if override is not None:
             await _drain_body(request, reader, record)
@@ -687,7 +765,10 @@ class FaultProxy:
             assert rule is not None
             self._count_fault(kind, record)
             await asyncio.sleep(rule.delay)
-        cut = rule.cut_fraction if kind == "cut" and rule is not None else None
+        if kind == "cut-upload":
+            assert rule is not None
+            return await self._cut_upload(request, record, reader, upstreams, rule)
+        cut = rule if kind == "cut" else None
         return await self._forward(request, record, reader, writer, upstreams, cut)
 
     def _override_for(self, request: _Request) -> tuple[bytes, str] | None:
@@ -777,7 +858,7 @@ class FaultProxy:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         upstreams: dict[tuple[str, int] | None, _Upstream],
-        cut: float | None,
+        cut: FaultRule | None,
     ) -> bool:
         for attempt in (1, 2):
             try:
@@ -812,8 +893,12 @@ class FaultProxy:
         record.status = status
         headers = self._rewrite_headers(request, headers)
         no_body = request.method == "HEAD" or status in (204, 304)
+        length = _header(headers, "content-length")
         if cut is not None and not (
-            200 <= status < 300 and not no_body and _header(headers, "content-length")
+            200 <= status < 300
+            and not no_body
+            and length
+            and cut.allowance(int(length)) is not None
         ):
             self._release(request)  # only content is cut: give the rule its turn back
             cut = None
@@ -833,15 +918,15 @@ class FaultProxy:
         upstream: _Upstream,
         status_line: str,
         headers: list[tuple[str, str]],
-        cut: float | None,
+        cut: FaultRule | None,
     ) -> bool:
         """Send the registry's response on (or cut it); True to keep the client connection."""
         no_body = request.method == "HEAD" or record.status in (204, 304)
         length = _header(headers, "content-length")
         await _write(writer, _response_head(status_line, headers))
-        if cut is not None and length and int(length) > 1:
+        allowed = cut.allowance(int(length)) if cut is not None and length else None
+        if allowed is not None:
             self._count_fault("cut", record)
-            allowed = max(1, min(int(length) - 1, int(int(length) * cut)))
             await _copy_exact(upstream.reader, writer, allowed, record, "down")
             upstream.close()
             return False  # close: the client sees a truncated body
@@ -862,6 +947,8 @@ class FaultProxy:
         for name, value in headers:
             if name.lower() == "www-authenticate" and value.lower().startswith("bearer"):
                 value = self._rewrite_challenge(value)
+            if name.lower() == "location":
+                self._remember_upload_state(value)
             result.append((name, value))
         with self._lock:
             extra = [h for rule, h in self._extra_headers if rule.matches(request)]
@@ -882,6 +969,95 @@ class FaultProxy:
         with self._lock:
             self._challenge = value
         return value
+
+    def _is_mount(self, request: _Request) -> bool:
+        return (
+            self.refuse_mounts is not None
+            and request.method == "POST"
+            and request.kind == "upload"
+            and "mount=" in request.target
+        )
+
+    def _size_refusal(self, request: _Request) -> tuple[int, str] | None:
+        """`(status, fault)` when an upload body is over this registry's limit."""
+        if request.kind != "upload":
+            return None
+        length = request.header("content-length") or ""
+        size = int(length) if length.isdigit() else None
+        if "chunked" in (request.header("transfer-encoding") or "").lower():
+            size = 1 << 62  # unknown length: over any limit
+        if size is None or size == 0:
+            return None
+        limit = {"PUT": self.monolithic_limit, "PATCH": self.patch_limit}.get(request.method)
+        if limit is None or size <= limit:
+            return None
+        return (413, "monolithic-limit") if request.method == "PUT" else (416, "patch-limit")
+
+    # -- resumable uploads ------------------------------------------------------------------
+
+    def _remember_upload_state(self, location: str) -> None:
+        match = _UPLOAD_LOCATION_RE.search(location)
+        if match is not None:
+            with self._lock:
+                self._upload_states[match["id"]] = match["query"]
+
+    def _refresh_upload_state(self, request: _Request) -> None:
+        """Give a request on an upload session the session's latest `_state`."""
+        path, _, query = request.target.partition("?")
+        match = _UPLOAD_LOCATION_RE.search(request.target)
+        if match is None or "_state=" not in query:
+            return
+        with self._lock:
+            latest = self._upload_states.get(match["id"])
+        if latest is None:
+            return
+        others = [p for p in query.split("&") if p and not p.startswith("_state=")]
+        fresh = [p for p in latest.split("&") if p.startswith("_state=")]
+        request.target = path + "?" + "&".join(fresh + others)
+
+    async def _cut_upload(
+        self,
+        request: _Request,
+        record: ProxyRequest,
+        reader: asyncio.StreamReader,
+        upstreams: dict[tuple[str, int] | None, _Upstream],
+        rule: FaultRule,
+    ) -> bool:
+        """Let part of an upload body reach the registry, then reset the client."""
+        allowed = rule.allowance(int(request.header("content-length") or "0"))
+        assert allowed is not None
+        self._count_fault("cut-upload", record)
+        try:
+            upstream, _ = await self._connect(request, {})  # its own connection, closed below
+        except OSError:
+            self._upstream_error(record)
+            raise _Reset from None
+        try:
+            head = self._kept_part_head(request, allowed) if self.resumable_uploads else None
+            await _write(upstream.writer, head or self._request_head(request))
+            await _copy_exact(reader, upstream.writer, allowed, record, "up")
+            if head is not None:  # the registry answers the PATCH of the part it got
+                _, headers = await _read_response_head(upstream.reader)
+                self._rewrite_headers(request, headers)
+        except (_ReadFailed, _WriteFailed):
+            pass
+        finally:
+            upstream.close()
+        raise _Reset
+
+    def _kept_part_head(self, request: _Request, allowed: int) -> bytes:
+        """A `PATCH` of the first `allowed` bytes of `request`'s body, to the same session."""
+        path, _, query = request.target.partition("?")
+        params = [p for p in query.split("&") if p and not p.startswith("digest=")]
+        headers = [
+            (k, v)
+            for k, v in request.headers
+            if k.lower() not in ("content-length", "content-range", "transfer-encoding")
+        ]
+        headers.append(("Content-Length", str(allowed)))
+        lines = [f"PATCH {path}?{'&'.join(params)} {request.version}"]
+        lines += [f"{k}: {v}" for k, v in headers]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 # -- HTTP/1.1 plumbing -----------------------------------------------------------------------
@@ -1021,8 +1197,21 @@ async def _drain_body(
     await _copy_body(request.headers, reader, None, record, "up")
 
 
+def _without_mount(target: str) -> str:
+    path, _, query = target.partition("?")
+    kept = [p for p in query.split("&") if p and not p.startswith(("mount=", "from="))]
+    return path + ("?" + "&".join(kept) if kept else "")
+
+
 def _error_body(status: int, kind: str) -> bytes:
-    code = {429: "TOOMANYREQUESTS", 401: "UNAUTHORIZED"}.get(status, "UNAVAILABLE")
+    code = {
+        429: "TOOMANYREQUESTS",
+        401: "UNAUTHORIZED",
+        403: "DENIED",
+        404: "BLOB_UNKNOWN",
+        413: "SIZE_INVALID",
+        416: "BLOB_UPLOAD_INVALID",
+    }.get(status, "UNAVAILABLE")
     if status == 307:
         return b""
     return f'{{"errors":[{{"code":"{code}","message":"injected fault {kind}"}}]}}'.encode()

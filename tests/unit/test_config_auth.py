@@ -194,6 +194,19 @@ def test_insecure_and_ca_apply_with_docker_config_credentials(tmp_path):
     assert (access.insecure, access.ca_file) == (True, ca)
 
 
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_chunk_size_reaches_the_access_with_and_without_credentials(tmp_path, fmt):
+    docker_dir = tmp_path / "docker"
+    write_config(docker_dir, {"auths": {"reg.local": {"username": "d", "password": "dp"}}})
+    data = {"reg.local": {"chunk_size": 4194304}, "q.io": {"token": "t", "chunk_size": 262144}}
+    path = write_data(tmp_path, data, fmt, "auth")
+    config = load_auth_file(path, env={"DOCKER_CONFIG": str(docker_dir)})
+    from_docker = config.lookup(Reference.parse("reg.local/a/b"))
+    assert (from_docker.username, from_docker.chunk_size) == ("d", 4194304)
+    assert config.lookup(Reference.parse("q.io/x")).chunk_size == 262144
+    assert config.lookup(Reference.parse("other.io/x")).chunk_size is None
+
+
 def test_auth_file_wins_over_docker_config(tmp_path):
     docker_dir = tmp_path / "docker"
     write_config(docker_dir, {"auths": {"reg.local": {"username": "d", "password": "dp"}}})
@@ -322,6 +335,12 @@ MALFORMED = [
     ("ca-missing", "a.yaml", "q.io: {ca_file: nope.pem}", "q.io", "does not exist"),
     ("ca-number", "a.yaml", "q.io: {ca_file: 5}", "q.io", "ca_file"),
     ("non-string-key", "a.yaml", "123: {}\n", "123", "keys must be strings"),
+    ("chunk-string", "a.yaml", 'q.io: {chunk_size: "4MiB"}', "q.io", "chunk_size"),
+    ("chunk-float", "a.json", '{"q.io": {"chunk_size": 4194304.0}}', "q.io", "chunk_size"),
+    ("chunk-bool", "a.yaml", "q.io: {chunk_size: true}", "q.io", "chunk_size"),
+    ("chunk-zero", "a.yaml", "q.io: {chunk_size: 0}", "q.io", "from 262144"),
+    ("chunk-negative", "a.json", '{"q.io": {"chunk_size": -1}}', "q.io", "out of range"),
+    ("chunk-too-big", "a.yaml", "q.io: {chunk_size: 2147483648}", "q.io", "1 GiB"),
     ("bool-key", "a.yaml", "true: {}\n", "True", "keys must be strings"),
 ]
 

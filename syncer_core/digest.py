@@ -157,12 +157,16 @@ class CheckpointedHash:
         return self.offset
 
     def confirm(self, offset: int) -> None:
-        """Forget the states before `offset` (keeping the last one at or before it)."""
+        """Forget the states before `offset`, keeping the last one at or before it and 0.
+
+        The state at 0 stays: a registry that loses the upload session makes
+        the upload start over in a new one, from 0.
+        """
         keep = 0
         for index, (saved, _) in enumerate(self._states):
             if saved <= offset:
                 keep = index
-        del self._states[:keep]
+        del self._states[1:keep]
 
     def digest(self) -> str:
         """`algorithm:hex` of everything hashed so far."""

@@ -50,7 +50,9 @@ def test_checkpointed_hash_rewinds_to_the_last_state_at_or_before_an_offset() ->
     hasher.update(DATA[2000:3000])
     assert hasher.digest() == sha256(DATA[:3000])
     hasher.confirm(2500)
-    assert hasher.rewind(0) == 2000  # states before the confirmed offset are gone
+    # States between 0 and the confirmed offset are gone; 0 stays (a new session starts there).
+    assert hasher.rewind(2400) == 2000
+    assert hasher.rewind(1500) == 0
 
 
 @given(cuts=st.lists(st.integers(min_value=0, max_value=len(DATA)), max_size=5))
@@ -117,3 +119,15 @@ def test_an_in_memory_blob_is_re_readable_from_any_offset() -> None:
     b"".join(feed.pieces(4321))
     feed.rewind_to(1234)
     assert b"".join(feed.pieces()) == DATA[1234:]
+
+
+def test_a_new_session_after_confirmed_chunks_can_start_again_from_zero():
+    """A registry that loses its upload session makes the upload start over at 0."""
+    hasher = CheckpointedHash("sha256")
+    for chunk in (b"a" * 10, b"b" * 10, b"c" * 10):
+        hasher.update(chunk)
+    hasher.confirm(20)
+
+    assert hasher.rewind(0) == 0
+    hasher.update(b"x")
+    assert hasher.digest() == "sha256:" + hashlib.sha256(b"x").hexdigest()

@@ -20,6 +20,7 @@ cancelled with `DELETE` (best effort) so nothing partial lingers.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -67,6 +68,7 @@ class BlobUploader:
         self.plan = UploadPlan(configured)
         self._mounted_once = False
         self._mount_refusals = 0
+        self._mount_lock = threading.Lock()
 
     @property
     def client(self) -> RegistryClient:
@@ -121,11 +123,14 @@ class BlobUploader:
         """
         if self.mounts_refused:
             return MountResult(mounted=False)
+        # A mount still failing after retries (5xx included) counts as a refusal too:
+        # registries that never fulfil mounts answer that way.
         result = self._request_mount(repository, digest, from_repository)
-        if result.mounted:
-            self._mounted_once = True
-        else:
-            self._mount_refusals += 1
+        with self._mount_lock:  # mounts run on the session's blob pool
+            if result.mounted:
+                self._mounted_once = True
+            else:
+                self._mount_refusals += 1
         return result
 
     def _request_mount(self, repository: str, digest: str, from_repository: str) -> MountResult:

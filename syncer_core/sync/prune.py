@@ -146,7 +146,9 @@ class _Pruner:
         """
         try:
             index = self.client.get_manifest(self.repository, index_digest).parsed
-        except SyncerError:
+        except SyncerError as error:
+            # Unread, its manifests cannot be found again once the tag is gone: say so.
+            self._act(None, "failed", index_digest, f"reading it: {describe_error(error)}")
             return
         if not isinstance(index, ImageIndex):
             return
@@ -162,14 +164,18 @@ class _Pruner:
                 self._act(None, "failed", entry.digest, describe_error(error))
 
 
-def _destination_tags(
-    session: SyncSession, client: RegistryClient, repository: str
-) -> dict[str, ManifestHead]:
-    """`tag -> HEAD` of the destination repository (HEADs on the session's check pool)."""
+def _destination_tags(client: RegistryClient, repository: str) -> list[str]:
+    """The destination repository's tags (none when it does not exist yet)."""
     try:
-        tags = client.list_tags(repository)
+        return client.list_tags(repository)
     except NotFoundError:
-        return {}
+        return []
+
+
+def _heads(
+    session: SyncSession, client: RegistryClient, repository: str, tags: Sequence[str]
+) -> dict[str, ManifestHead]:
+    """`tag -> HEAD` of `tags` (on the session's check pool); tags without a digest left out."""
 
     def head(tag: str) -> tuple[str, ManifestHead | None]:
         return tag, client.head_manifest(repository, tag)
@@ -195,9 +201,14 @@ def prune_rule(
     """
     client = session.client(rule.target.repository)
     repository = rule.target.repository.repository
-    heads = _destination_tags(session, client, repository)
-    digests = {tag: head.digest for tag, head in heads.items() if head.digest}
+    tags = _destination_tags(client, repository)
     keep = _selection(results)
+    # Decided by name first: a nightly run with nothing stale costs one tag listing,
+    # not a HEAD per destination tag.
+    if not {t for t in tags if referrer_subject(t) is None} - keep:
+        return []
+    heads = _heads(session, client, repository, tags)
+    digests = {tag: head.digest for tag, head in heads.items() if head.digest}
     images = {t for t in digests if referrer_subject(t) is None}
     stale = sorted(images - keep)
     if not stale:

@@ -228,5 +228,17 @@ def copy_referrers(
         for subject in follower.subjects(digest, tops):
             if subject not in done:
                 done.add(subject)
-                follower.follow(subject)
+                _follow_one(follower, rule, subject)
     return follower.results
+
+
+def _follow_one(follower: _Follower, rule: SyncRule, subject: str) -> None:
+    """Follow one subject; a subject whose referrers cannot be read fails alone."""
+    try:
+        follower.follow(subject)
+    except SyncerError as error:
+        job = SyncJob(source=rule.source.repository, target=rule.target.repository, rule=rule.name)
+        failed = failed_result(job, error)
+        follower.results.append(
+            failed.model_copy(update={"reason": f"referrers of {subject}: {failed.reason}"})
+        )

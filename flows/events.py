@@ -128,7 +128,9 @@ class ImageEventSender:
         self._lock = threading.Lock()
         self._deferred: list[tuple[ImageResult, list[dict[str, str]]]] = []
         self._warned = False
+        #: Events and requests that went through (for tests and diagnostics).
         self.sent = 0
+        self.batches = 0
         # The thread runs in a copy of the creator's context: the Prefect settings
         # in force there (a temporary API, a test harness) are the ones it posts to.
         context = contextvars.copy_context()
@@ -194,6 +196,7 @@ class ImageEventSender:
         try:
             client.request("POST", "/events", json=batch).raise_for_status()
             self.sent += len(batch)
+            self.batches += 1
         except Exception as error:  # noqa: BLE001 - events are best effort, the run goes on
             if not self._warned:
                 log.warning("could not send image events to the Prefect API: %s", error)

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 
 from flows.states import outcome_state, state_data
-from flows.tasks import retry_transient
+from flows.tasks import retry_transient, retrying
 from syncer_core.sync.engine import describe_error
 from syncer_core.sync.prune import prune_rule, skip_reason
 from syncer_core.sync.referrers import copy_referrers, subjects_of
@@ -26,6 +26,7 @@ from syncer_core.sync.results import ImageResult, ImageStatus, PruneAction
 from syncer_core.sync.session import get_session
 
 __all__ = ["prune_after", "prune_task", "referrers_after", "referrers_task"]
+
 
 def _data(state: State[Any]) -> Any:
     """What a (possibly Failed) task state carries; the exception that ended it is raised."""
@@ -64,7 +65,7 @@ def referrers_task(
 
 
 def referrers_after(
-    session_id: str, rule_index: int, results: Sequence[ImageResult]
+    session_id: str, rule_index: int, results: Sequence[ImageResult], *, retries: int = 0
 ) -> list[ImageResult]:
     """Copy the referrers of the rule's images when it asks to (one task per such rule)."""
     rule = get_session(session_id).rules[rule_index]
@@ -72,7 +73,9 @@ def referrers_after(
         return []
     repository = rule.target.repository.name
     try:
-        state = referrers_task(session_id, rule_index, repository, list(results), return_state=True)
+        state = retrying(referrers_task, retries)(
+            session_id, rule_index, repository, list(results), return_state=True
+        )
         copied: list[ImageResult] = _data(state)
         return copied
     except Exception as failure:  # noqa: BLE001 - the images are fine; report the referrers
@@ -124,6 +127,7 @@ def prune_after(
     *,
     error: str | None = None,
     results: Sequence[ImageResult] = (),
+    retries: int = 0,
 ) -> list[PruneAction]:
     """Prune after the rule, if it asks to and it is safe; else say why not.
 
@@ -139,7 +143,9 @@ def prune_after(
         get_run_logger().warning("prune of %s skipped: %s", repository, reason)
         return [PruneAction(rule=rule.name, target=repository, action="skipped", reason=reason)]
     try:
-        state = prune_task(session_id, rule_index, repository, list(results), return_state=True)
+        state = retrying(prune_task, retries)(
+            session_id, rule_index, repository, list(results), return_state=True
+        )
         actions: list[PruneAction] = _data(state)
         return actions
     except Exception as failure:  # noqa: BLE001 - listing/reading failed: reported, rule goes on

@@ -9,7 +9,6 @@ reason.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Sequence
 
@@ -21,7 +20,7 @@ from flows.events import image_events
 from flows.followups import prune_after, referrers_after
 from flows.limits import registry_limit_name
 from flows.states import outcome_state, state_data
-from flows.tasks import check_rule_task, copy_image_task
+from flows.tasks import check_rule_task, copy_image_task, retrying
 from syncer_core.sync.check import Inspection, RuleCheck
 from syncer_core.sync.dryrun import planned_result
 from syncer_core.sync.engine import (
@@ -57,23 +56,10 @@ class RuleOutcome(BaseModel):
         return f"RuleOutcome({self.rule!r}, images={len(self.images)}, failed={failed})"
 
 
-@functools.cache
-def _retrying(task_obj, retries: int):  # type: ignore[no-untyped-def]
-    """Prefect retries with exponential backoff and jitter (transient errors only).
-
-    Cached: the same task copy serves every rule of a run (and every run
-    with the same `retries`).
-    """
-    delays = [min(60.0, 2.0 * 2**i) for i in range(max(0, retries))]
-    return task_obj.with_options(
-        retries=retries, retry_delay_seconds=delays or 0, retry_jitter_factor=0.5
-    )
-
-
 def _check(session_id: str, rule_index: int, rule: str, retries: int) -> RuleCheck:
     """The rule's check; a Failed check task still carries it (failed images inside)."""
     # Called, not submitted: the rule's thread has nothing else to do meanwhile.
-    state = _retrying(check_rule_task, retries)(
+    state = retrying(check_rule_task, retries)(
         session_id, rule_index, rule, retries, return_state=True
     )
     check = state_data(state)
@@ -89,7 +75,7 @@ def _copy_images(
     """One task per changed image, all mapped at once; a failure is that image's result."""
     started = time.monotonic()
     limits = [registry_limit_name(p.job.target.registry) if limited else None for p in plans]
-    futures = _retrying(copy_image_task, retries).map(unmapped(session_id), plans, limits)
+    futures = retrying(copy_image_task, retries).map(unmapped(session_id), plans, limits)
     progress = get_session(session_id).progress
     for future in futures:  # counted when each image's task is final, retries included
         future.add_done_callback(lambda _: progress.image_done())
@@ -184,6 +170,6 @@ def _sync_rule(
     for result in results:
         if result.status.value == "failed":
             logger.error("%s -> %s failed: %s", result.source, result.target, result.reason)
-    referrers = referrers_after(session_id, rule_index, results)
-    pruned = prune_after(session_id, rule_index, results=[*results, *referrers])
+    referrers = referrers_after(session_id, rule_index, results, retries=retries)
+    pruned = prune_after(session_id, rule_index, results=[*results, *referrers], retries=retries)
     return RuleOutcome(rule=rule, images=results, referrers=referrers, pruned=pruned)

@@ -12,6 +12,7 @@ passed in.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -29,7 +30,7 @@ from syncer_core.sync.inspect import ImagePlan
 from syncer_core.sync.results import ImageResult, human_size, plural
 from syncer_core.sync.session import get_session
 
-__all__ = ["check_rule_task", "copy_image_task", "retry_transient"]
+__all__ = ["check_rule_task", "copy_image_task", "retry_transient", "retrying"]
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -38,6 +39,19 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     401/403/404, rejected manifests and digest mismatches fail at once.
     """
     return isinstance(state.result(raise_on_failure=False), TransientRegistryError)
+
+
+@functools.cache
+def retrying(task_obj, retries: int):  # type: ignore[no-untyped-def]
+    """Prefect retries with exponential backoff and jitter (transient errors only).
+
+    Cached: the same task copy serves every rule of a run (and every run
+    with the same `retries`).
+    """
+    delays = [min(60.0, 2.0 * 2**i) for i in range(max(0, retries))]
+    return task_obj.with_options(
+        retries=retries, retry_delay_seconds=delays or 0, retry_jitter_factor=0.5
+    )
 
 
 def _short(digest: str) -> str:

@@ -56,6 +56,7 @@ def test_events_are_posted_in_batches_and_all_arrive(prefect_api: None):
 
     assert sender.join(60)
     assert sender.sent == 250
+    assert sender.batches == 3  # 100 + 100 + 50: batches, not a request per event
     assert _stored("image-syncer.image.skipped", f"image-syncer.image.{marker}", 250) == 250
 
 

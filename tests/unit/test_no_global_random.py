@@ -17,7 +17,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKED = ("syncer_core", "flows", "tests/support")
+CHECKED = (
+    "syncer_core",
+    "flows",
+    "tests/support",
+    "tests/conftest.py",
+    *(
+        str(p.relative_to(ROOT))
+        for p in sorted((ROOT / "tests").glob("*/*.py"))
+        if p.name in ("conftest.py", "helpers.py")
+    ),
+)
 #: The module's functions bound to its hidden global instance.
 GLOBAL_FUNCTIONS = frozenset(
     name
@@ -69,7 +79,8 @@ def test_the_check_sees_every_form_of_use() -> None:
 
 @pytest.mark.parametrize("package", CHECKED)
 def test_no_module_level_random_in(package: str) -> None:
-    files = sorted((ROOT / package).rglob("*.py"))
+    path = ROOT / package
+    files = [path] if path.is_file() else sorted(path.rglob("*.py"))
     assert files, f"nothing found under {package}"
     uses = {
         str(path.relative_to(ROOT)): found

@@ -47,9 +47,7 @@ def outcome_state(
     """
     if error is not None:
         return Failed(message=f"rule {rule} failed: {error}", data=data)
-    failed = [
-        r for r in results if isinstance(r, ImageResult) and r.status == ImageStatus.FAILED
-    ]
+    failed = [r for r in results if isinstance(r, ImageResult) and r.status == ImageStatus.FAILED]
     if failed:
         head = f"{len(failed)} of {plural(len(results), 'image')} {verb}"
         message = failure_message(failed, {}, head)

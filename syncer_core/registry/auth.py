@@ -41,6 +41,8 @@ __all__ = ["SCOPE_EXTENSION", "RegistryAuth", "scopes_for_request"]
 SCOPE_EXTENSION = "syncer_scopes"
 _MIN_TOKEN_LIFE = 60.0
 _RENEW_EARLY = 5.0
+#: Challenges answered per request: the first, and one more for a token refused on replay.
+_CHALLENGE_ROUNDS = 2
 
 
 def scopes_for_request(request: httpx.Request) -> tuple[str, ...]:
@@ -162,7 +164,13 @@ class RegistryAuth(httpx.Auth):
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        """Send `request`, answering one Basic or Bearer challenge if needed."""
+        """Send `request`, answering a Basic or Bearer challenge if needed.
+
+        One challenge is answered, plus one more when the registry calls the
+        token it was just given `invalid_token`: with many requests sharing a
+        token cache, a token can be revoked or expire between its issue and
+        the replay. A second refusal is an error, never a loop.
+        """
         if self._origin is not None and _origin(request.url) != self._origin:
             request.headers.pop("Authorization", None)
             yield request
@@ -170,14 +178,30 @@ class RegistryAuth(httpx.Auth):
         scopes = scopes_for_request(request)
         self._preauthorize(request, scopes)
         response = yield request
+        for attempt in range(_CHALLENGE_ROUNDS):
+            if not self._answerable(request, response):
+                return
+            if attempt and not _token_refused(response):
+                return  # e.g. insufficient_scope: a new token would be refused alike
+            if not (yield from self._answer(request, response, scopes)):
+                return
+            response = yield request
+
+    def _answerable(self, request: httpx.Request, response: httpx.Response) -> bool:
+        """Whether this response is a challenge we may answer by replaying `request`."""
         if response.status_code != 401 or self._access.token is not None:
-            return
+            return False
         if _origin(response.url) != _origin(request.url):
-            return  # a redirect target's challenge: its realm gets no credentials
-        if not _replayable(request):
-            # Answering would yield a token request, and httpx hands the caller
-            # the last response of the flow: the token's 200, not this 401.
-            return  # the caller turns this 401 into a retryable error
+            return False  # a redirect target's challenge: its realm gets no credentials
+        # A streamed body cannot be sent again, and answering would yield a
+        # token request whose 200 httpx would hand the caller instead of this
+        # 401; the caller turns the 401 into a retryable error.
+        return _replayable(request)
+
+    def _answer(
+        self, request: httpx.Request, response: httpx.Response, scopes: tuple[str, ...]
+    ) -> Generator[httpx.Request, httpx.Response, bool]:
+        """Put the credential the challenge asks for on `request`; False if we have none."""
         challenges = parse_www_authenticate(response.headers.get_list("www-authenticate"))
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
@@ -187,13 +211,13 @@ class RegistryAuth(httpx.Auth):
             token = yield from self._fetch_token(request, bearer, wanted)
             self._scheme = "bearer"
             request.headers["Authorization"] = f"Bearer {token}"
-        elif basic is not None and (header := self._basic_header()):
+            return True
+        if basic is not None and (header := self._basic_header()):
             response.read()
             self._scheme = "basic"
             request.headers["Authorization"] = header
-        else:
-            return
-        yield request
+            return True
+        return False
 
     def async_auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
         """Not supported: the engine is synchronous."""
@@ -289,6 +313,12 @@ class RegistryAuth(httpx.Auth):
         value, lifetime = _parse_token(token_response, self._registry)
         self._tokens.put(scopes, value, lifetime)
         return value
+
+
+def _token_refused(response: httpx.Response) -> bool:
+    """Whether a 401 says the Bearer token itself is bad (expired or revoked), not our access."""
+    challenges = parse_www_authenticate(response.headers.get_list("www-authenticate"))
+    return any(c.scheme == "bearer" and c.error == "invalid_token" for c in challenges)
 
 
 def _replayable(request: httpx.Request) -> bool:

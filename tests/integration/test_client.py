@@ -394,7 +394,26 @@ def test_token_the_registry_refuses_is_an_error_not_a_loop(registry_token: Regis
             client.list_tags(repository)
     finally:
         tokens.jwt_lifetime = None
-    assert len(_about(tokens.requests[before:], repository)) == 1
+    # One fresh token more (a token can be revoked between issue and use), then the error.
+    assert len(_about(tokens.requests[before:], repository)) == 2
+
+
+def test_token_revoked_before_its_first_use_is_fetched_again(
+    registry_token: RegistryServer,
+) -> None:
+    # Many requests share one token cache: another request may see the token we
+    # were just given refused (and the registry revoke it) before our replay.
+    tokens = _token_server(registry_token)
+    repository = unique("client/token-revoked")
+    with _client(registry_token) as client:
+        client.push_blob_bytes(repository, b"x")
+    before, logged = len(tokens.requests), len(_log(registry_token, repository))
+    tokens.expire_next(1)
+    with _client(registry_token) as client:
+        assert client.head_blob(repository, compute_digest(b"x")) == 1
+    assert [r.status for r in _about(tokens.requests[before:], repository)] == [200, 200]
+    heads = [r.status for r in _log(registry_token, repository)[logged:]]
+    assert heads == [401, 401, 200]  # no token, the revoked token, the fresh one
 
 
 def test_token_service_hiccup_is_retried(registry_token: RegistryServer) -> None:

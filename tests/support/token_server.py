@@ -229,6 +229,7 @@ class TokenServer:
         self._lock = threading.Lock()
         self._records: list[TokenRequest] = []
         self._failures: list[int] = []
+        self._dead_tokens = 0
         self._refresh_tokens: dict[str, str] = {}
         self._restricted: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._httpd: _HTTPServer | None = None
@@ -292,6 +293,11 @@ class TokenServer:
         """Answer the next `n` token requests with `status` instead of a token."""
         with self._lock:
             self._failures.extend([status] * n)
+
+    def expire_next(self, n: int = 1) -> None:
+        """Issue the next `n` tokens already expired: revoked before their first use."""
+        with self._lock:
+            self._dead_tokens += n
 
     def add_user(self, username: str, password: str, prefixes: Sequence[str]) -> None:
         """Accept another user, granted actions only on repositories under `prefixes`."""
@@ -409,11 +415,16 @@ class TokenServer:
         return body
 
     def _sign(self, subject: str, access: list[dict[str, Any]], now: int) -> str:
+        lifetime = self.expires_in if self.jwt_lifetime is None else self.jwt_lifetime
+        with self._lock:
+            if self._dead_tokens:
+                self._dead_tokens -= 1
+                lifetime = -120  # beyond distribution's 60 s leeway
         claims = {
             "iss": self.issuer,
             "sub": subject,
             "aud": self.service,
-            "exp": now + (self.expires_in if self.jwt_lifetime is None else self.jwt_lifetime),
+            "exp": now + lifetime,
             "nbf": now - 1,
             "iat": now,
             "jti": secrets.token_hex(16),

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.flow
 RULES = 3
 
 
-def _recorded_children(parent: UUID) -> dict[UUID, list[str]]:
+def _recorded_children(parent: UUID) -> dict[UUID, list[str | None]]:
     """Each subflow run of `parent`, with the state names of its task runs."""
     with get_client(sync_client=True) as client:
         children = client.read_flow_runs(
@@ -34,13 +34,13 @@ def _recorded_children(parent: UUID) -> dict[UUID, list[str]]:
                 parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent])
             )
         )
-        found: dict[UUID, list[str]] = {}
+        found: dict[UUID, list[str | None]] = {}
         for child in children:
             assert child.state is not None and child.state.is_completed(), child
             tasks = client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[child.id]))
             )
-            found[child.id] = [t.state.name if t.state else "none" for t in tasks]
+            found[child.id] = [t.state.name if t.state else None for t in tasks]
     return found
 
 

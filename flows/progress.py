@@ -18,6 +18,7 @@ overrides the choice; `IMAGE_SYNCER_PROGRESS_INTERVAL` sets the line interval.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import sys
@@ -101,7 +102,13 @@ class _Reporter:
         self.interval = _interval()
         self._stop = threading.Event()
         self._last_percent = -1.0
-        self._thread = threading.Thread(target=self._run, name="image-syncer-progress", daemon=True)
+        # In a copy of the flow's context: the artifact updates go to the API in
+        # force there (the CLI's temporary API, a test harness), not to the
+        # process-wide settings, where no API may be set at all.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._run,), name="image-syncer-progress", daemon=True
+        )
 
     def start(self) -> _Reporter:
         self._thread.start()

@@ -15,6 +15,7 @@ import select
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,3 +170,40 @@ def test_on_a_terminal_one_live_display_shows_images_bytes_and_the_transfer_in_f
     assert "images 1/1 · blobs 2/2" in text
     assert "streaming " not in text  # the live display replaces the log lines
     assert f"copied {target}: 48." in text  # log lines still print, above the display
+
+
+def test_artifact_updates_from_the_reporter_thread_go_to_the_api_in_force_where_it_started(
+    prefect_api: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CLI's temporary API and a test harness are context-local settings: a
+    # thread that does not run in a copy of the flow's context sees the
+    # process-wide ones, where a plain CLI run has no API at all, and Prefect
+    # then starts a second temporary server just for the progress artifact.
+    import logging
+
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    from flows import progress as progress_module
+    from syncer_core.sync.progress import RunProgress
+
+    seen: list[str | None] = []
+
+    def record(artifact: object, percent: float, description: str) -> None:
+        seen.append(get_current_settings().api.url)
+
+    monkeypatch.setattr(progress_module, "update_progress_artifact", record)
+    monkeypatch.setattr(progress_module, "create_progress_artifact", lambda *a, **k: uuid.uuid4())
+    monkeypatch.setattr(progress_module, "_ARTIFACT_EVERY", 0.02)
+    monkeypatch.setenv("IMAGE_SYNCER_PROGRESS", "lines")
+    run = RunProgress()
+    run.images_found(4, 0)
+    here = "http://127.0.0.1:9/only-in-this-context/api"  # never called: `record` stands in
+    with (
+        temporary_settings(updates={PREFECT_API_URL: here}),
+        progress_module.report_progress(run, logging.getLogger("test")),
+    ):
+        for _ in range(3):
+            run.image_done()
+            time.sleep(0.1)
+    assert len(seen) >= 2, seen  # updates from the thread, then the final one
+    assert set(seen) == {here}

@@ -185,6 +185,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _setup_logging(log_file: str | None) -> None:
     log.setLevel(logging.INFO)
+    log.propagate = False  # Prefect's root console handler would print every line twice
     if not log.handlers:
         log.addHandler(logging.StreamHandler(sys.stderr))
     if log_file:
@@ -209,7 +210,14 @@ def _write_outputs(args: argparse.Namespace, report: SyncReport) -> None:
 
 
 def _run(args: argparse.Namespace) -> SyncReport:
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from flows import embedded
+
+    api = embedded.start_if_needed()  # it starts while Prefect and the flows are imported
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
 
     from flows.sync import sync_images  # imported late: Prefect is slow to import
 
@@ -217,16 +225,34 @@ def _run(args: argparse.Namespace) -> SyncReport:
     # steps and the flow joins it on exit (0-1 s added to every run, measured
     # 1.30 -> 0.26 s per trivial flow); the caller's shell watches a CLI run.
     # Deployment runs, started by workers, keep Prefect's heartbeat.
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        state = _call_flow(sync_images, args)
+    updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    if api is not None:
+        updates[PREFECT_API_URL] = api.url
+    try:
+        with temporary_settings(updates=updates):
+            if api is not None:
+                api.wait_healthy()
+            state = _call_flow(sync_images, args)
+            _drain(state, temporary=api is not None)
+    finally:
+        if api is not None:
+            api.stop()
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    assert isinstance(result, SyncReport)
+    return result
+
+
+def _drain(state: Any, *, temporary: bool) -> None:
+    """Send the last events and, on a temporary API, wait until the run is fully recorded."""
     from prefect.settings import get_current_settings
 
     from flows.events import drain_image_events
 
     if drain_image_events():
         log.warning("some image events could not be sent to the Prefect API in time")
-
-    if not get_current_settings().api.url:  # the embedded, temporary API
+    if temporary or not get_current_settings().api.url:
         from flows.records import wait_until_recorded
 
         flow_run_id = state.state_details.flow_run_id
@@ -234,11 +260,6 @@ def _run(args: argparse.Namespace) -> SyncReport:
             status = wait_until_recorded(flow_run_id)
             if status.pending:
                 log.warning("Prefect still has %d unfinished run records", status.pending)
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, BaseException):
-        raise result
-    assert isinstance(result, SyncReport)
-    return result
 
 
 def _call_flow(sync_images: Any, args: argparse.Namespace) -> Any:

@@ -22,6 +22,10 @@ if __package__ in (None, ""):  # run as a script: make `flows` and `syncer_core`
     from flows import environment
 
     environment.apply_defaults()
+    if __name__ == "__main__":  # the CLI, before Prefect is imported (`flows.embedded`)
+        from flows.cli import main
+
+        sys.exit(main())
 
 from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -34,6 +38,7 @@ from prefect.settings import (
 )
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows import embedded
 from flows.events import open_image_events
 from flows.fanout import dispatch_shards, publish_results, shard_rules
 from flows.limits import ensure_registry_limits, install_secret_resolver
@@ -113,7 +118,7 @@ def default_rule_concurrency() -> int:
     9.2 s vs 15.3 s), while against a PostgreSQL-backed server 4 at a time
     is the faster (8.0 s vs 9.4 s).
     """
-    return 4 if get_current_settings().api.url else 1
+    return 4 if get_current_settings().api.url and not embedded.active() else 1
 
 
 def _run_here(
@@ -238,7 +243,7 @@ def _report(outcomes: list[RuleOutcome], seconds: float) -> SyncReport:
     return report
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m flows.sync`
     from flows.cli import main
 
     sys.exit(main())

@@ -69,6 +69,10 @@ def test_embedded_api_run_is_fully_recorded_after_the_process_exits(
     output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr[-4000:]}"
     assert result.returncode == 1, output  # the broken image fails, the others sync
     assert "Prefect still has" not in result.stderr, output
+    # One temporary API, the one the CLI starts early: no thread of the run (the
+    # progress reporter, the event sender) fell back to Prefect starting another.
+    assert result.stderr.count("Starting temporary Prefect API server") == 1, output
+    assert "Starting temporary server" not in result.stderr, output
     db = home / "prefect.db"
     flow_runs = _rows(
         db,

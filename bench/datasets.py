@@ -31,7 +31,7 @@ import struct
 import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from syncer_core import mediatypes as mt
 from syncer_core.digest import compute_digest
@@ -73,20 +73,25 @@ class DatasetSizes:
     l512: int
     l2g: int
     scale_tags: int
+    many_rules: int
 
     @classmethod
     def full(cls) -> DatasetSizes:
-        """S 20x3x4x2 MiB, delta 5, L 512 MiB and 2 GiB, scale 5,000 tags."""
-        return cls(20, 3, 4, 2 * MiB, 5, 512 * MiB, 2048 * MiB, 5000)
+        """S 20x3x4x2 MiB, delta 5, L 512 MiB and 2 GiB, scale 5,000 tags, 200 rules."""
+        return cls(20, 3, 4, 2 * MiB, 5, 512 * MiB, 2048 * MiB, 5000, 200)
 
     @classmethod
     def quick(cls) -> DatasetSizes:
-        """Tiny: 2 repos x 2 tags x 4 layers of 256 KiB, L 16/32 MiB, 200 scale tags."""
-        return cls(2, 2, 4, 256 * 1024, 2, 16 * MiB, 32 * MiB, 200)
+        """Tiny: 2 repos x 2 tags x 4 layers of 256 KiB, L 16/32 MiB, 200 scale tags, 4 rules."""
+        return cls(2, 2, 4, 256 * 1024, 2, 16 * MiB, 32 * MiB, 200, 4)
 
     def s_repos(self) -> list[str]:
         """Repository names of the S dataset."""
         return [f"bench-s{i:02d}" for i in range(self.repos)]
+
+    def rule_repos(self) -> list[str]:
+        """Repository names of the many-rules dataset (one tiny image each)."""
+        return [f"bench-r{i:03d}" for i in range(self.many_rules)]
 
 
 @dataclass
@@ -195,6 +200,17 @@ def seed_small_set(client: RegistryClient, sizes: DatasetSizes) -> list[SeededIm
         for t in range(sizes.tags)
     ]
     return _push_all(client, items, sizes)
+
+
+def seed_many_rules(client: RegistryClient, sizes: DatasetSizes) -> list[SeededImage]:
+    """One tag per many-rules repository: a config and one shared 4 KiB layer.
+
+    The images are tiny on purpose: the case measures what each rule costs
+    when there is nothing to copy, not bytes.
+    """
+    tiny = replace(sizes, layers=1, layer_size=4096)
+    items = [(repo, "v1", 500_000 + i) for i, repo in enumerate(sizes.rule_repos())]
+    return _push_all(client, items, tiny)
 
 
 def delta_items(sizes: DatasetSizes) -> list[tuple[str, str, int]]:

@@ -1,4 +1,10 @@
-"""Turn raw run records into median tables with image-syncer / skopeo ratios."""
+"""Turn raw run records into median tables with ratios against the peers.
+
+A record's place is `(case, tool, link, api, flags)`: `link` is `loopback` or
+`wan`, `api` the Prefect set-up of image-syncer and the floor (the primary
+one unless a table says otherwise), `flags` extra image-syncer flags (fixed
+rule concurrencies), left out of every table but the set-ups one.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +12,12 @@ import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = [
-    "CASES",
-    "breakdown_table",
-    "curl_table",
-    "main_table",
-    "median_of",
-    "phases_table",
-    "ratio",
-    "render_all",
-    "scale_table",
-]
+from bench.harness import CURL, FLOOR_ASYNC, FLOOR_OURS, ORIGINAL, PREFECT_TOOLS, SKOPEO, SYNCER
+
+__all__ = ["CASES", "Records", "median_of", "ratio", "render_all"]
 
 #: Compared cases, in table order.
 CASES = ("S cold", "S no-op", "delta", "L512", "L2G")
-SKOPEO, SYNCER = "skopeo", "image-syncer"
-
 Record = dict[str, Any]
 
 
@@ -31,25 +27,11 @@ def median_of(records: Iterable[Record], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _select(records: Sequence[Record], case: str, tool: str) -> list[Record]:
-    return [r for r in records if r["case"] == case and r["tool"] == tool]
-
-
-def _total(requests: dict[str, int] | None) -> int | None:
-    return None if requests is None else sum(requests.values())
-
-
-def _median_requests(records: Sequence[Record], side: str) -> float | None:
-    totals = [_total(r.get(side)) for r in records]
-    values = [t for t in totals if t is not None]
-    return statistics.median(values) if values else None
-
-
 def ratio(numerator: float | None, denominator: float | None) -> str:
     """`12.3x`, or `-` when either side is missing or the denominator is 0."""
     if numerator is None or not denominator:
         return "-"
-    return f"{numerator / denominator:.1f}x"
+    return f"{numerator / denominator:.2f}x"
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -64,50 +46,210 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)]
 
 
-MAIN_HEADER = (
-    "case",
-    "skopeo s",
-    "image-syncer s",
-    "ratio",
-    "image-syncer in-flow s",
-    "in-flow ratio",
-    "skopeo RSS MiB",
-    "image-syncer RSS MiB (tree / main)",
-    "RSS ratio (tree)",
-    "dst req skopeo / syncer",
-    "src req skopeo / syncer",
-    "API CPU s (syncer)",
+class Records:
+    """The records of one benchmark run, selectable by place."""
+
+    def __init__(self, records: Sequence[Record], primary: str):
+        self.all = list(records)
+        self.primary = primary
+
+    def select(
+        self,
+        case: str,
+        tool: str,
+        *,
+        link: str = "loopback",
+        api: str | None = None,
+        flags: str | None = None,
+    ) -> list[Record]:
+        """Records of one place; Prefect tools default to the primary API."""
+        wanted_api = (api or self.primary) if tool in PREFECT_TOOLS else None
+        return [
+            r
+            for r in self.all
+            if r["case"] == case
+            and r["tool"] == tool
+            and r.get("link", "loopback") == link
+            and r.get("api") == wanted_api
+            and r.get("flags") == flags
+        ]
+
+    def median(self, case: str, tool: str, key: str = "wall", **place: Any) -> float | None:
+        """Median of `key` over one place."""
+        return median_of(self.select(case, tool, **place), key)
+
+    def tools_present(self) -> list[str]:
+        """The contenders that ran, in column order."""
+        present = {r["tool"] for r in self.all}
+        return [t for t in (SKOPEO, ORIGINAL, SYNCER) if t in present]
+
+
+def _requests(records: Sequence[Record], side: str) -> float | None:
+    totals = [sum(r[side].values()) for r in records if r.get(side) is not None]
+    return statistics.median(totals) if totals else None
+
+
+def contenders_table(data: Records, link: str) -> list[str]:
+    """Per case: every contender's wall time, ours in-flow, ratios, RSS, requests."""
+    tools = data.tools_present()
+    peers = [t for t in tools if t != SYNCER]
+    header = [
+        "case",
+        *(f"{t} s" for t in tools),
+        "image-syncer in-flow s",
+        *(f"/ {p} (in-flow)" for p in peers),
+        "RSS MiB " + " / ".join(tools),
+        "dst req " + " / ".join(tools),
+        "API CPU s",
+    ]
+    rows = []
+    for case in (*CASES, "scale no-op", "200-rule no-op"):
+        chosen = {t: data.select(case, t, link=link) for t in tools}
+        if not any(chosen.values()):
+            continue
+        walls = {t: median_of(chosen[t], "wall") for t in tools}
+        flow = median_of(chosen.get(SYNCER, []), "inflow")
+        ours = walls.get(SYNCER)
+        rows.append(
+            [
+                case,
+                *(_fmt(walls[t]) for t in tools),
+                _fmt(flow),
+                *(f"{ratio(ours, walls[p])} ({ratio(flow, walls[p])})" for p in peers),
+                " / ".join(_fmt(median_of(chosen[t], "rss_tree_mib"), 0) for t in tools),
+                " / ".join(_fmt(_requests(chosen[t], "dst_requests"), 0) for t in tools),
+                _fmt(median_of(chosen.get(SYNCER, []), "api_cpu_s"), 1),
+            ]
+        )
+    return _table(header, rows)
+
+
+def curl_table(data: Records) -> list[str]:
+    """The curl GET | curl PUT pipe per large blob, against every contender."""
+    tools = data.tools_present()
+    rows = []
+    for case in ("L512", "L2G"):
+        pipe = data.select(case, CURL)
+        wall = median_of(pipe, "wall")
+        if wall is None:
+            continue
+        speed = (pipe[0].get("bytes") or 0) / wall / 2**20
+        flow = data.median(case, SYNCER, "inflow")
+        cells = [ratio(data.median(case, t), wall) for t in tools]
+        rows.append([case, _fmt(wall), _fmt(speed, 0), *cells, ratio(flow, wall)])
+    header = ("blob", "curl pipe s", "MiB/s", *(f"{t} / curl" for t in tools), "in-flow / curl")
+    return _table(header, rows)
+
+
+def scale_table(data: Records) -> list[str]:
+    """No-op re-sync of the many-tags repository: time, requests per tag, RSS."""
+    rows = []
+    for tool in data.tools_present():
+        chosen = data.select("scale no-op", tool)
+        if not chosen:
+            continue
+        tags = chosen[0].get("tags") or 1
+        src, dst = _requests(chosen, "src_requests"), _requests(chosen, "dst_requests")
+        rows.append(
+            [
+                tool,
+                str(tags),
+                _fmt(median_of(chosen, "wall")),
+                _fmt(median_of(chosen, "inflow")),
+                f"{_fmt(src, 0)} / {_fmt(dst, 0)}",
+                _fmt(((src or 0) + (dst or 0)) / tags),
+                _fmt(median_of(chosen, "rss_tree_mib"), 0),
+            ]
+        )
+    header = ("tool", "tags", "wall s", "in-flow s", "requests src / dst", "req per tag", "RSS MiB")
+    return _table(header, rows)
+
+
+def setups_table(data: Records) -> list[str]:
+    """image-syncer and the Prefect floor on every Prefect set-up measured."""
+    apis = sorted({r["api"] for r in data.all if r.get("api")}, key=_api_order)
+    rows = []
+    for api in apis:
+        for case, tool, flags in _setup_places(data, api):
+            chosen = data.select(case, tool, api=api, flags=flags)
+            rules = chosen[0].get("rules") if chosen else None
+            cpu = median_of(chosen, "api_cpu_s")
+            per_rule = cpu / rules * 1000 if cpu is not None and rules else None
+            rows.append(
+                [
+                    api,
+                    case,
+                    tool + (f" {flags}" if flags else ""),
+                    str(rules or "-"),
+                    _fmt(median_of(chosen, "wall")),
+                    _fmt(median_of(chosen, "inflow")),
+                    _fmt(cpu, 1),
+                    _fmt(per_rule, 0),
+                    str(len(chosen)),
+                ]
+            )
+    header = (
+        "API",
+        "case",
+        "tool",
+        "rules",
+        "wall s",
+        "in-flow s",
+        "API CPU s",
+        "API CPU ms/rule",
+        "runs",
+    )
+    return _table(header, rows)
+
+
+def _api_order(api: str) -> int:
+    return {"postgres": 0, "sqlite": 1, "temporary": 2}.get(api, 3)
+
+
+#: Cases the set-ups table shows: what Prefect costs, not bytes.
+SETUP_CASES = (
+    "S cold",
+    "S no-op",
+    "1-rule no-op",
+    "floor",
+    "200-rule no-op",
+    "200-rule floor",
+    "demo first run",
+    "demo re-run",
 )
 
 
-def _main_row(records: Sequence[Record], case: str) -> list[str]:
-    sk, sy = _select(records, case, SKOPEO), _select(records, case, SYNCER)
-    sk_wall, sy_wall = median_of(sk, "wall"), median_of(sy, "wall")
-    sy_flow = median_of(sy, "inflow")
-    sk_rss, sy_rss = median_of(sk, "rss_tree_mib"), median_of(sy, "rss_tree_mib")
-    sy_main = median_of(sy, "rss_main_mib")
-    return [
-        case,
-        _fmt(sk_wall),
-        _fmt(sy_wall),
-        ratio(sy_wall, sk_wall),
-        _fmt(sy_flow),
-        ratio(sy_flow, sk_wall),
-        _fmt(sk_rss, 0),
-        f"{_fmt(sy_rss, 0)} / {_fmt(sy_main, 0)}",
-        ratio(sy_rss, sk_rss),
-        f"{_fmt(_median_requests(sk, 'dst_requests'), 0)} / "
-        f"{_fmt(_median_requests(sy, 'dst_requests'), 0)}",
-        f"{_fmt(_median_requests(sk, 'src_requests'), 0)} / "
-        f"{_fmt(_median_requests(sy, 'src_requests'), 0)}",
-        _fmt(median_of(sy, "api_cpu_s"), 1),
-    ]
+def _setup_places(data: Records, api: str) -> list[tuple[str, str, str | None]]:
+    seen: dict[tuple[str, str, str | None], None] = {}
+    for r in data.all:
+        if (
+            r.get("api") == api
+            and r.get("link", "loopback") == "loopback"
+            and r["case"] in SETUP_CASES
+        ):
+            seen.setdefault((r["case"], r["tool"], r.get("flags")), None)
+    order = {SYNCER: 0, FLOOR_OURS: 1, FLOOR_ASYNC: 2}
+    return sorted(seen, key=lambda p: (SETUP_CASES.index(p[0]), order.get(p[1], 3), p[2] or ""))
 
 
-def main_table(records: Sequence[Record]) -> list[str]:
-    """Medians per case and tool, with image-syncer / skopeo ratios."""
-    cases = [c for c in CASES if any(r["case"] == c for r in records)]
-    return _table(MAIN_HEADER, [_main_row(records, c) for c in cases])
+PHASES = ("to_flow", "flow", "after_flow", "exit")
+
+
+def phases_table(data: Records) -> list[str]:
+    """image-syncer's wall time by phase on the primary API (medians; `bench/phases.py`)."""
+    rows = []
+    for case in (*CASES, "scale no-op", "200-rule no-op"):
+        chosen = [r for r in data.select(case, SYNCER) if r.get("phases")]
+        if not chosen:
+            continue
+        cells = [case, _fmt(median_of(chosen, "wall"))]
+        for phase in PHASES:
+            values = [r["phases"][phase] for r in chosen if phase in r["phases"]]
+            cells.append(_fmt(statistics.median(values) if values else None))
+        cells.append(_fmt(median_of(chosen, "inflow")))
+        rows.append(cells)
+    header = ("case", "wall s", "start -> flow", "flow", "after flow", "exit", "in-flow (report)")
+    return _table(header, rows)
 
 
 def _kinds(records: Sequence[Record], side: str) -> str:
@@ -120,126 +262,48 @@ def _kinds(records: Sequence[Record], side: str) -> str:
     return ", ".join(parts) or "-"
 
 
-def breakdown_table(records: Sequence[Record]) -> list[str]:
+def breakdown_table(data: Records) -> list[str]:
     """Request kinds per case and tool (medians), destination then source."""
     rows = []
-    cases = [c for c in (*CASES, "scale no-op") if any(r["case"] == c for r in records)]
-    for case in cases:
-        for tool in (SKOPEO, SYNCER):
-            chosen = _select(records, case, tool)
-            if chosen:
-                rows.append(
-                    [case, tool, _kinds(chosen, "dst_requests"), _kinds(chosen, "src_requests")]
-                )
+    for link in ("loopback", "wan"):
+        for case in (*CASES, "scale no-op", "200-rule no-op"):
+            for tool in data.tools_present():
+                chosen = data.select(case, tool, link=link)
+                if chosen:
+                    dst, src = _kinds(chosen, "dst_requests"), _kinds(chosen, "src_requests")
+                    rows.append([f"{case} ({link})", tool, dst, src])
     return _table(("case", "tool", "destination requests", "source requests"), rows)
 
 
-def curl_table(records: Sequence[Record]) -> list[str]:
-    """The curl GET | curl PUT pipe per large blob, against both tools."""
-    rows = []
-    for case in ("L512", "L2G"):
-        pipe = [r for r in records if r["case"] == case and r["tool"] == "curl pipe"]
-        if not pipe:
-            continue
-        wall = median_of(pipe, "wall")
-        size = pipe[0].get("bytes") or 0
-        speed = size / wall / 2**20 if wall else None
-        sk = median_of(_select(records, case, SKOPEO), "wall")
-        sy = median_of(_select(records, case, SYNCER), "wall")
-        sy_flow = median_of(_select(records, case, SYNCER), "inflow")
-        rows.append(
-            [
-                case,
-                _fmt(wall),
-                _fmt(speed, 0),
-                ratio(sk, wall),
-                ratio(sy, wall),
-                ratio(sy_flow, wall),
-            ]
-        )
-    header = (
-        "blob",
-        "curl pipe s",
-        "MiB/s",
-        "skopeo / curl",
-        "image-syncer / curl",
-        "image-syncer in-flow / curl",
-    )
-    return _table(header, rows)
-
-
-def scale_table(records: Sequence[Record]) -> list[str]:
-    """No-op re-sync of the many-tags repository: time, requests per tag, RSS."""
-    rows = []
-    for tool in (SKOPEO, SYNCER):
-        chosen = _select(records, "scale no-op", tool)
-        if not chosen:
-            continue
-        tags = chosen[0].get("tags") or 1
-        src, dst = (
-            _median_requests(chosen, "src_requests"),
-            _median_requests(chosen, "dst_requests"),
-        )
-        per_tag = (src or 0) / tags + (dst or 0) / tags
-        rows.append(
-            [
-                tool,
-                str(tags),
-                _fmt(median_of(chosen, "wall")),
-                _fmt(median_of(chosen, "inflow")),
-                f"{_fmt(src, 0)} / {_fmt(dst, 0)}",
-                _fmt(per_tag, 2),
-                _fmt(median_of(chosen, "rss_tree_mib"), 0),
-            ]
-        )
-    header = ("tool", "tags", "wall s", "in-flow s", "requests src / dst", "req per tag", "RSS MiB")
-    return _table(header, rows)
-
-
-PHASES = ("to_flow", "flow", "after_flow", "exit")
-
-
-def phases_table(records: Sequence[Record]) -> list[str]:
-    """image-syncer's wall time by phase (medians; see `bench/phases.py`)."""
-    rows = []
-    for case in (*CASES, "scale no-op"):
-        chosen = [r for r in _select(records, case, SYNCER) if r.get("phases")]
-        if not chosen:
-            continue
-        cells = [case, _fmt(median_of(chosen, "wall"))]
-        for phase in PHASES:
-            values = [r["phases"][phase] for r in chosen if phase in r["phases"]]
-            cells.append(_fmt(statistics.median(values) if values else None))
-        cells.append(_fmt(median_of(chosen, "inflow")))
-        rows.append(cells)
-    header = (
-        "case",
-        "wall s",
-        "start -> flow",
-        "flow",
-        "after flow",
-        "exit",
-        "in-flow (report)",
-    )
-    return _table(header, rows)
-
-
-def render_all(records: Sequence[Record]) -> str:
+def render_all(records: Sequence[Record], primary: str = "postgres") -> str:
     """Every table, as Markdown, in the order the README shows them."""
+    from bench.targets import targets_table
+
+    data = Records(records, primary)
     parts = [
-        "## Medians (ratio = image-syncer / skopeo)",
-        *main_table(records),
+        f"## Loopback, image-syncer on the {primary} API (medians; ratio = ours / peer)",
+        *contenders_table(data, "loopback"),
+    ]
+    if any(r.get("link") == "wan" for r in records):
+        parts += ["", "## WAN delay line (medians)", *contenders_table(data, "wan")]
+    parts += [
         "",
         "## Practical limit: curl GET | curl PUT of the large blob",
-        *curl_table(records),
+        *curl_table(data),
         "",
         "## Scale: no-op re-sync of one repository with many tags",
-        *scale_table(records),
+        *scale_table(data),
         "",
-        "## image-syncer wall time by phase (medians, s)",
-        *phases_table(records),
+        "## Prefect set-ups: image-syncer and the Prefect floor (medians)",
+        *setups_table(data),
+        "",
+        f"## image-syncer wall time by phase ({primary} API, medians, s)",
+        *phases_table(data),
         "",
         "## Requests by kind (medians)",
-        *breakdown_table(records),
+        *breakdown_table(data),
+        "",
+        "## Targets (issue 13)",
+        *targets_table(data),
     ]
     return "\n".join(parts)

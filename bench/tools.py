@@ -29,8 +29,11 @@ import yaml
 __all__ = [
     "CACHE_DIR_ROOT",
     "ensure_system_tools",
+    "floor_argv",
     "image_syncer_argv",
     "image_syncer_env",
+    "original_argv",
+    "original_binary",
     "skopeo_argv",
     "skopeo_env",
     "unshare_works",
@@ -108,6 +111,21 @@ def image_syncer_argv(
     ]
 
 
+def floor_argv(rules: int, model: str, report: Path, root: Path = PROJECT_ROOT) -> list[str]:
+    """`python ROOT/bench/floor.py --rules N --model M --report FILE`: Prefect's floor."""
+    script = str(root / "bench" / "floor.py")
+    return [
+        sys.executable,
+        script,
+        "--rules",
+        str(rules),
+        "--model",
+        model,
+        "--report",
+        str(report),
+    ]
+
+
 def image_syncer_env(prefect_home: Path, api_url: str | None = None) -> dict[str, str]:
     """The caller's environment with a private PREFECT_HOME and the given Prefect API.
 
@@ -123,6 +141,22 @@ def image_syncer_env(prefect_home: Path, api_url: str | None = None) -> dict[str
         env["PREFECT_API_URL"] = api_url
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def original_binary() -> Path | None:
+    """The original Go image-syncer, if this machine has it (its column is absent otherwise).
+
+    `IMAGE_SYNCER_ORIGINAL` names it; else `../shared/peers/image-syncer` next
+    to the checkout, where the development machines keep a build of it.
+    """
+    named = os.environ.get("IMAGE_SYNCER_ORIGINAL")
+    candidate = Path(named) if named else PROJECT_ROOT.parent / "shared" / "peers" / "image-syncer"
+    return candidate if candidate.is_file() and os.access(candidate, os.X_OK) else None
+
+
+def original_argv(binary: Path, auth: Path, images: Path, proc: int) -> list[str]:
+    """`image-syncer --auth ... --images ... --proc N`: the same files as ours (our contract)."""
+    return [str(binary), "--auth", str(auth), "--images", str(images), "--proc", str(proc)]
 
 
 def unshare_works() -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,16 +41,32 @@ def test_bench_quick_runs_and_prints_the_ratio_table(tmp_path: Path) -> None:
     log = f"stdout:\n{completed.stdout[-4000:]}\nstderr:\n{completed.stderr[-4000:]}"
     assert completed.returncode == 0, log
     lines = completed.stdout.splitlines()
-    assert any(line.startswith("| case | skopeo s | image-syncer s | ratio |") for line in lines)
+    header = next((ln for ln in lines if ln.startswith("| case | skopeo s |")), None)
+    assert header is not None and "| image-syncer s |" in header, log
     s_cold = [line for line in lines if line.startswith("| S cold |")]
-    assert s_cold, log
+    wan = lines.index("## WAN delay line (medians)")
+    assert any(line.startswith("| S cold |") for line in lines[wan : wan + 4]), log
     cells = [cell.strip() for cell in s_cold[0].strip("|").split("|")]
-    assert cells[3].endswith("x"), s_cold[0]  # the image-syncer / skopeo ratio
+    ratio = header.strip("|").split("|").index(" / skopeo (in-flow) ")
+    assert re.fullmatch(r"\d+\.\d+x \(\d+\.\d+x\)", cells[ratio]), s_cold[0]
+    assert any(line.startswith("| 200-rule no-op |") for line in lines), log
+    targets = lines.index("## Targets (issue 13)")
+    assert any("| met |" in ln or "| MISSED |" in ln for ln in lines[targets:]), log
     doc = json.loads(output.read_text())
     records = doc["records"]
-    assert {r["tool"] for r in records} >= {"skopeo", "image-syncer", "curl pipe"}
-    assert all(r["ok"] for r in records)
-    # image-syncer reported to the long-running PostgreSQL-backed API, whose CPU was measured.
+    assert {r["tool"] for r in records} >= {
+        "skopeo",
+        "image-syncer",
+        "curl pipe",
+        "floor (ours)",
+        "floor (async)",
+    }
+    assert all(r["ok"] for r in records), [r for r in records if not r["ok"]]
+    assert {r.get("link") for r in records if r["tool"] == "skopeo"} == {"loopback", "wan"}
+    # image-syncer reported to the long-running PostgreSQL-backed API, whose CPU was measured,
+    # and once more to the temporary API a plain CLI run starts.
     assert doc["api"] == "postgres"
     syncer = [r for r in records if r["tool"] == "image-syncer"]
-    assert syncer and all(r["api_cpu_s"] > 0 for r in syncer), syncer
+    hosted = [r for r in syncer if r["api"] == "postgres"]
+    assert hosted and all(r["api_cpu_s"] > 0 for r in hosted), hosted
+    assert any(r["api"] == "temporary" and r["case"] == "1-rule no-op" for r in syncer)

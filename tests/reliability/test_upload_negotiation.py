@@ -18,9 +18,9 @@ from syncer_core.registry import RegistryAccess, RegistryClient
 from syncer_core.registry.negotiation import FALLBACK_CHUNK
 from tests.reliability.conftest import ProxyFactory
 from tests.reliability.helpers import MiB
-from tests.support.fault_proxy import FaultProxy, FaultRule
 from tests.support.registry_server import RegistryServer
 from tests.support.stream_copy_probe import pattern_chunks
+from tests.support.zoo import FaultProxy, FaultRule
 
 pytestmark = pytest.mark.registry
 

@@ -8,6 +8,7 @@
   ECR, Quay, Harbor, GAR, a chunked-only one), each citing its sources.
 """
 
+from tests.support.zoo.profiles import PROFILES, Profile, profile
 from tests.support.zoo.relay import FaultProxy
 from tests.support.zoo.rules import CHAOS_KINDS, FAULT_KINDS, FaultRule
 from tests.support.zoo.stats import ProxyRequest, ProxyStats
@@ -15,8 +16,11 @@ from tests.support.zoo.stats import ProxyRequest, ProxyStats
 __all__ = [
     "CHAOS_KINDS",
     "FAULT_KINDS",
+    "PROFILES",
     "FaultProxy",
     "FaultRule",
+    "Profile",
     "ProxyRequest",
     "ProxyStats",
+    "profile",
 ]

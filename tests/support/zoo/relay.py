@@ -105,6 +105,18 @@ class FaultProxy(LoopServer, Forwarder):
         self.stats = self.counters.stats
         self.log = self.counters.log
 
+    def start(self) -> FaultProxy:
+        """Start the storage origin of the quirks (if any), then the relay."""
+        if self.quirks.storage is not None:
+            self.quirks.storage.start()
+        return super().start()
+
+    def stop(self) -> None:
+        """Stop the relay, then its storage origin (idempotent)."""
+        super().stop()
+        if self.quirks.storage is not None:
+            self.quirks.storage.stop()
+
     # -- controls ----------------------------------------------------------------------------
 
     @property
@@ -349,9 +361,13 @@ class FaultProxy(LoopServer, Forwarder):
 
     def client_head(self, request: Request) -> bytes:
         """The request head to send upstream (TLS termination says so)."""
+        return self.client_head_as(request, request.method)
+
+    def client_head_as(self, request: Request, method: str) -> bytes:
+        """The head to send upstream for `request`, as `method` (a blob GET asked as HEAD)."""
         if self._tls is not None and request.upstream is None:
-            return request.head(extra=[("X-Forwarded-Proto", "https")])
-        return request.head()
+            return request.head(method=method, extra=[("X-Forwarded-Proto", "https")])
+        return request.head(method=method)
 
     def _rewrite_challenge(self, value: str) -> str:
         if self.rewrite_realm:

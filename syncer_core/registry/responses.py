@@ -149,6 +149,8 @@ def error_from_response(
     if status == 403:
         return PermissionDeniedError(message, **kwargs)
     if status == 404:
+        if "NAME_UNKNOWN" in codes and _method(response) in _WRITES:
+            message += _CREATE_REPOSITORY
         return NotFoundError(message, **kwargs)
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -166,6 +168,21 @@ def error_from_response(
     if "DENIED" in codes:
         return PermissionDeniedError(message, **kwargs)
     return RegistryError(message, **kwargs)
+
+
+#: Methods that write to a repository: a NAME_UNKNOWN there means it must be created first.
+_WRITES = frozenset({"POST", "PUT", "PATCH"})
+_CREATE_REPOSITORY = (
+    "; the destination repository does not exist and this registry does not create it on "
+    "push (ECR, regclient #869): create the repository first, then sync again"
+)
+
+
+def _method(response: httpx.Response) -> str:
+    try:
+        return response.request.method
+    except RuntimeError:  # a response built without its request
+        return ""
 
 
 def raise_for_status(

@@ -31,10 +31,10 @@ import yaml
 from flows.limits import ensure_registry_limits, registry_limit_name
 from syncer_core.registry import RegistryClient
 from tests.deployments.conftest import WORKERS, Deployed
-from tests.deployments.counting_proxy import CountingProxy
 from tests.deployments.stack import POOL, ROOT
 from tests.support.images import build_image, push_image
 from tests.support.registry_server import RegistryServer, access_for, running_registry
+from tests.support.zoo import FaultProxy
 
 # The first test also pays for the module's stack (~30 s unloaded), so allow more than 300 s.
 pytestmark = [pytest.mark.slow, pytest.mark.flow, pytest.mark.timeout(600)]
@@ -286,7 +286,7 @@ def test_registry_limit_caps_blob_uploads_across_workers(
         running_registry("plain", tmp_path / "load-source") as source,
         running_registry("plain", tmp_path / "load-destination") as target,
         # ~0.25 s per blob upload, so overlapping uploads are plainly visible.
-        CountingProxy(target.host, upload_rate=6 * 1024 * 1024) as proxy,
+        FaultProxy(target.host, upload_rate=6 * 1024 * 1024) as proxy,
     ):
         with RegistryClient(source.host, access=access_for(source)) as client:
             for i, repo in enumerate(repos):
@@ -307,11 +307,11 @@ def test_registry_limit_caps_blob_uploads_across_workers(
 
     # A cold sync: every blob (6 layers + config per image) uploaded once, never more than
     # two at a time across both workers; and two at a time did happen (the cap was reached).
-    uploads = proxy.uploads
+    uploads = proxy.uploads()
     assert len(uploads) == len(repos) * (len(layers) + 1)
     assert all(u.ended is not None and u.status == 201 for u in uploads)
     peak = max_overlap((u.started, u.ended) for u in uploads if u.ended is not None)
-    assert (peak, proxy.max_uploads) == (2, 2)
+    assert (peak, proxy.snapshot().max_inflight_by[("PUT", "upload")]) == (2, 2)
     # The shards that moved the blobs ran on both workers.
     shards = child_runs(parent.id)
     assert len(shards) == 4

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from tests.flows.helpers import auth_entry, seed, write_document
-from tests.support.fault_proxy import FaultProxy
 from tests.support.images import TestImage, build_image
 from tests.support.registry_server import RegistryServer
 from tests.support.sync_helpers import subprocess_env
+from tests.support.zoo import FaultProxy
 
 pytestmark = [pytest.mark.flow, pytest.mark.registry]
 

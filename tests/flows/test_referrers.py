@@ -23,7 +23,6 @@ from tests.flows.helpers import (
     tag_digests,
     writes,
 )
-from tests.support.fault_proxy import FaultProxy
 from tests.support.images import build_image, build_index
 from tests.support.registry_server import RegistryServer
 from tests.support.signatures import (
@@ -33,6 +32,7 @@ from tests.support.signatures import (
     referrers_index,
     sign,
 )
+from tests.support.zoo import FaultProxy
 
 pytestmark = [pytest.mark.flow, pytest.mark.registry]
 

@@ -21,9 +21,9 @@ from syncer_core.sync.inspect import ImagePlan, Unchanged
 from syncer_core.sync.results import ImageResult, ImageStatus
 from syncer_core.sync.session import SyncOptions, SyncSession
 from tests.flows.helpers import seed, write_document
-from tests.support.fault_proxy import FaultProxy, FaultRule
 from tests.support.images import build_image
 from tests.support.registry_server import RegistryServer, auth_entry
+from tests.support.zoo import FaultProxy, FaultRule
 
 pytestmark = [pytest.mark.registry]
 

@@ -17,8 +17,8 @@ import pytest
 from syncer_core.errors import InsecureRealmError
 from syncer_core.registry import RegistryClient
 from tests.support.certs import CertPaths
-from tests.support.fault_proxy import FaultProxy
 from tests.support.registry_server import RegistryServer, access_for
+from tests.support.zoo import FaultProxy
 
 pytestmark = [pytest.mark.registry]
 

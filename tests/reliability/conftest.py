@@ -19,8 +19,8 @@ import pytest
 
 from tests.reliability.helpers import CliRun
 from tests.support.cli_logging import CurrentStderr
-from tests.support.fault_proxy import FaultProxy
 from tests.support.registry_server import RegistryServer
+from tests.support.zoo import FaultProxy
 
 #: Loggers the CLI attaches its `--log` file handler to.
 _LOG_TARGETS = ("image_syncer", "prefect.flow_runs", "prefect.task_runs")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import CliRunner, ProxyFactory
-from tests.support.fault_proxy import FaultProxy
+from tests.support.zoo import FaultProxy
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.reliability.conftest import CliRunner
-from tests.support.fault_proxy import FaultProxy
+from tests.support.zoo import FaultProxy
 
 D1 = "sha256:" + "1" * 64
 KEY = "{P}/team/app"

@@ -26,10 +26,10 @@ from tests.reliability.helpers import (
     tag_digests,
     write_document,
 )
-from tests.support.fault_proxy import CHAOS_KINDS, FaultProxy, FaultRule
 from tests.support.images import TestImage, build_image, build_index, push_image
 from tests.support.registry_server import Flavour, RegistryServer, access_for
 from tests.support.tag_poller import TagPoller
+from tests.support.zoo import CHAOS_KINDS, FaultProxy, FaultRule
 
 pytestmark = [pytest.mark.flow, pytest.mark.registry]
 

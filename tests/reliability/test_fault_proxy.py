@@ -28,10 +28,10 @@ from syncer_core.errors import (
 from syncer_core.registry import ClientOptions, RegistryClient, RetryPolicy
 from tests.reliability.conftest import ProxyFactory
 from tests.reliability.helpers import MiB, client_for
-from tests.support.fault_proxy import FaultProxy, FaultRule
 from tests.support.images import TestImage, build_image, push_image
 from tests.support.registry_server import RegistryServer, access_for
 from tests.support.stream_copy_probe import pattern_chunks
+from tests.support.zoo import FaultProxy, FaultRule
 
 pytestmark = pytest.mark.registry
 

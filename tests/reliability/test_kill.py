@@ -30,10 +30,10 @@ from tests.reliability.helpers import (
     tag_digests,
     write_document,
 )
-from tests.support.fault_proxy import FaultProxy
 from tests.support.images import build_image, build_index, push_image
 from tests.support.registry_server import Flavour, RegistryServer, access_for
 from tests.support.tag_poller import TagPoller, check_tags
+from tests.support.zoo import FaultProxy
 
 pytestmark = [pytest.mark.flow, pytest.mark.registry, pytest.mark.slow]
 

@@ -31,9 +31,9 @@ from syncer_core.sync.results import ImageStatus
 from syncer_core.sync.session import SyncOptions, SyncSession
 from tests.reliability.conftest import CliRunner, ProxyFactory
 from tests.reliability.helpers import client_for, tag_digests, write_document
-from tests.support.fault_proxy import FaultProxy
 from tests.support.images import build_image, push_image
 from tests.support.registry_server import RegistryServer
+from tests.support.zoo import FaultProxy
 
 pytestmark = pytest.mark.registry
 

@@ -17,9 +17,9 @@ import pytest
 from syncer_core.registry import RegistryClient
 from tests.reliability.conftest import CliRunner, ProxyFactory
 from tests.reliability.helpers import MiB, client_for, tag_digests, write_document
-from tests.support.fault_proxy import FaultProxy, FaultRule
 from tests.support.images import build_image, push_image
 from tests.support.registry_server import Flavour, RegistryServer, access_for
+from tests.support.zoo import FaultProxy, FaultRule
 
 pytestmark = pytest.mark.registry
 

@@ -30,8 +30,8 @@ import pytest
 
 from tests.reliability.conftest import ProxyFactory
 from tests.reliability.helpers import ROOT, MiB, seed_large_image
-from tests.support.fault_proxy import FaultProxy, FaultRule
 from tests.support.registry_server import RegistryServer
+from tests.support.zoo import FaultProxy, FaultRule
 
 pytestmark = pytest.mark.registry
 

@@ -24,9 +24,9 @@ from tests.reliability.helpers import (
     write_document,
 )
 from tests.support.certs import CertPaths
-from tests.support.fault_proxy import FaultRule
 from tests.support.images import build_image, build_index, push_image
 from tests.support.registry_server import Flavour, RegistryServer
+from tests.support.zoo import FaultRule
 
 pytestmark = [pytest.mark.flow, pytest.mark.registry]
 

@@ -18,9 +18,9 @@ from syncer_core.registry import RegistryAccess, RegistryClient
 from syncer_core.registry.negotiation import FALLBACK_CHUNK
 from tests.reliability.conftest import ProxyFactory
 from tests.reliability.helpers import MiB
-from tests.support.fault_proxy import FaultProxy, FaultRule
 from tests.support.registry_server import RegistryServer
 from tests.support.stream_copy_probe import pattern_chunks
+from tests.support.zoo import FaultProxy, FaultRule, profile
 
 pytestmark = pytest.mark.registry
 
@@ -117,3 +117,31 @@ def test_the_auth_file_chunk_size_skips_the_probe_and_honours_the_min_length(
     stats = proxy.snapshot()
     assert stats.total_faults == 0, stats.summary()  # chunked from the first blob on
     assert max(bodies(proxy, "PATCH")) == 3 * MiB  # raised to the registry's minimum
+
+
+def test_ecr_stale_patch_range_does_not_stop_a_chunked_upload(
+    registry_plain: RegistryServer, blobs: tuple[str, list[str]]
+) -> None:
+    """ECR stores every chunk but keeps answering the first chunk's `Range` (201 each time).
+
+    aws/containers-roadmap #2831: a client that trusts that header sees every
+    PATCH after the first as lost; the session's own status (`GET`) says the
+    bytes arrived. Before the fix this upload failed with "the registry
+    confirmed 8388608 of the ... bytes sent".
+    """
+    name = f"negotiation/{uuid.uuid4().hex[:10]}"
+    proxy = profile("ecr").proxy(registry_plain.host, repositories=[name])
+    with proxy, RegistryClient(registry_plain.host, access=RegistryAccess(insecure=True)) as src:
+        target = RegistryClient(
+            proxy.host, access=RegistryAccess(insecure=True, chunk_size=8 * MiB)
+        )
+        with target:
+            repository, digests = blobs
+            with src.open_blob(repository, digests[0]) as stream:
+                target.push_blob(
+                    name, digests[0], stream.iter_chunks(), size=stream.size, rewind=stream.rewind
+                )
+            assert target.head_blob(name, digests[0]) == BLOB
+    patches = [r for r in proxy.requests() if r.method == "PATCH"]
+    assert [r.status for r in patches] == [201, 201, 201, 201]
+    assert sum(r.bytes_up for r in patches) == BLOB  # nothing sent twice

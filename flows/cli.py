@@ -209,7 +209,7 @@ def _write_outputs(args: argparse.Namespace, report: SyncReport) -> None:
         report.write_json(Path(args.report))
 
 
-def _run(args: argparse.Namespace) -> SyncReport:
+def _run(args: argparse.Namespace, ignored_flags: Sequence[str] = ()) -> SyncReport:
     from flows import embedded
 
     api = embedded.start_if_needed()  # it starts while Prefect and the flows are imported
@@ -220,6 +220,14 @@ def _run(args: argparse.Namespace) -> SyncReport:
     )
 
     from flows.sync import sync_images  # imported late: Prefect is slow to import
+
+    # After Prefect's import: its logging set-up (dictConfig) replaces the
+    # handlers of the loggers it configures, the --log file's among them.
+    _setup_logging(args.log)
+    for flag in ignored_flags:
+        log.warning("%s is ignored because --config is given", flag)
+    if api is not None:
+        log.info("Started a temporary Prefect API server on %s", api.url.removesuffix("/api"))
 
     # No flow-run heartbeat for a CLI run: the heartbeat thread sleeps in 1 s
     # steps and the flow joins it on exit (0-1 s added to every run, measured
@@ -301,11 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"image-syncer: error: {error}", file=sys.stderr)
         return 2
-    _setup_logging(args.log)
-    for flag in run_config.ignored_flags:
-        log.warning("%s is ignored because --config is given", flag)
     try:
-        report = _run(args)
+        report = _run(args, run_config.ignored_flags)
     except ConfigError as error:
         print(f"image-syncer: error: {error}", file=sys.stderr)
         return 2

@@ -73,7 +73,6 @@ class EmbeddedApi:
         argv += ["--factory", "prefect.server.api.server:create_app"]
         argv += ["--host", "127.0.0.1", "--port", str(self.port)]
         argv += ["--log-level", "error", "--lifespan", "on"]
-        log.info("Starting temporary Prefect API server on %s", self.url.removesuffix("/api"))
         self.process = subprocess.Popen(argv, env=env)
 
     def wait_healthy(self) -> None:

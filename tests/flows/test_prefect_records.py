@@ -71,7 +71,7 @@ def test_embedded_api_run_is_fully_recorded_after_the_process_exits(
     assert "Prefect still has" not in result.stderr, output
     # One temporary API, the one the CLI starts early: no thread of the run (the
     # progress reporter, the event sender) fell back to Prefect starting another.
-    assert result.stderr.count("Starting temporary Prefect API server") == 1, output
+    assert result.stderr.count("Started a temporary Prefect API server") == 1, output
     assert "Starting temporary server" not in result.stderr, output
     db = home / "prefect.db"
     flow_runs = _rows(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
 import pytest
 
 from syncer_core import mediatypes as mt
@@ -24,32 +23,12 @@ from syncer_core.sync.engine import run_jobs
 from syncer_core.sync.results import ImageStatus
 from syncer_core.sync.session import SyncSession
 from tests.integration.helpers import unique
-from tests.support.images import build_image, push_image
 from tests.support.registry_server import RegistryServer, access_for
-from tests.support.sync_helpers import registry_client
+from tests.support.sync_helpers import registry_client, seed_signed_schema1
 
 pytestmark = [pytest.mark.registry]
 
 Fresh = Callable[..., RegistryServer]
-
-
-def _seed_signed_schema1(server: RegistryServer, repository: str, tag: str) -> str:
-    """Push a schema2 image, have distribution sign it as schema1, store that under `tag`.
-
-    Returns:
-        The registry's digest of the schema1 manifest (its payload's).
-    """
-    image = build_image(1800, layer_sizes=(700, 300))
-    with registry_client(server) as client:
-        push_image(client, repository, "schema2", image)
-    url = f"{server.url}/v2/{repository}/manifests"
-    signed = httpx.get(f"{url}/schema2", headers={"Accept": mt.DOCKER_SCHEMA1_SIGNED})
-    assert signed.headers["content-type"] == mt.DOCKER_SCHEMA1_SIGNED
-    pushed = httpx.put(
-        f"{url}/{tag}", content=signed.content, headers={"Content-Type": mt.DOCKER_SCHEMA1_SIGNED}
-    )
-    assert pushed.status_code == 201, pushed.text
-    return str(pushed.headers["docker-content-digest"])
 
 
 def test_signed_schema1_is_read_by_tag_and_by_digest_although_resigned_on_every_get(
@@ -57,7 +36,7 @@ def test_signed_schema1_is_read_by_tag_and_by_digest_although_resigned_on_every_
 ) -> None:
     source = fresh_registry("plain", schema1=True)
     repo = unique("s1/app")
-    digest = _seed_signed_schema1(source, repo, "v1")
+    digest = seed_signed_schema1(source, repo, "v1")
     with registry_client(source) as client:
         first = client.get_manifest(repo, "v1")
         again = client.get_manifest(repo, digest)
@@ -74,7 +53,7 @@ def test_signed_schema1_syncs_with_its_digest_or_fails_naming_schema1(
     accepting = fresh_registry("plain", schema1=True)
     refusing = fresh_registry("plain")  # distribution 2.8's default: no schema1
     repo = unique("s1/app")
-    digest = _seed_signed_schema1(source, repo, "v1")
+    digest = seed_signed_schema1(source, repo, "v1")
     servers = {s.host: s for s in (source, accepting, refusing)}
 
     def lookup(reference: Reference) -> RegistryAccess:

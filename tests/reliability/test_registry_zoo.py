@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from tests.reliability.conftest import CliRunner
-from tests.reliability.helpers import MiB, client_for, seed_large_image, write_document
+from tests.reliability.helpers import MiB, client_for, seed_large_image
+from tests.reliability.zoo_runs import mirror, upstream_for
 from tests.support.images import TestImage, build_index, push_image
 from tests.support.registry_server import RegistryServer, auth_entry
 from tests.support.zoo import FaultProxy, FaultRule, ProxyStats, profile
@@ -72,13 +73,6 @@ def token_source(registry_token: RegistryServer) -> SourceSet:
 @pytest.fixture(scope="module")
 def basic_source(registry_htpasswd: RegistryServer) -> SourceSet:
     return _seed(registry_htpasswd, f"zoo-{_RUN}/src")
-
-
-def _upstream(name: str, request: pytest.FixtureRequest) -> RegistryServer:
-    flavour = profile(name).flavour
-    fixture = {"token": "registry_token", "htpasswd": "registry_htpasswd"}[flavour]
-    server: RegistryServer = request.getfixturevalue(fixture)
-    return server
 
 
 def _skopeo(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -129,12 +123,6 @@ def _report(
     return stats
 
 
-def _mirror(cli: CliRunner, images: dict[str, Any], auth: dict[str, Any]) -> Any:
-    images_file = write_document(cli.tmp_path / "images.yaml", images)
-    auth_file = write_document(cli.tmp_path / "auth.yaml", auth)
-    return cli(["--images", str(images_file), "--auth", str(auth_file), "--proc", "4"])
-
-
 # -- destinations -----------------------------------------------------------------------------
 
 DESTINATIONS = ["dockerhub", "ghcr", "chunked-only", "acr", "ecr", "quay", "harbor", "gar"]
@@ -163,7 +151,7 @@ def test_profile_as_destination(
     record_property: Callable[[str, object], None],
     tmp_path: Path,
 ) -> None:
-    server = _upstream(name, request)
+    server = upstream_for(name, request)
     prefix = f"zoo-{_RUN}/to-{name}"
     src = f"{registry_plain.host}/{plain_source.prefix}"
     with _destination_proxy(name, server, prefix) as proxy:
@@ -174,7 +162,7 @@ def test_profile_as_destination(
             images[f"{src}/index:v1"] = [f"{dst}/index", f"{dst}/not-created"]
         entry = {**auth_entry(server), **({"chunk_size": _CHUNK[name]} if name in _CHUNK else {})}
         auth = {registry_plain.host: {"insecure": True}, proxy.host: entry}
-        run = _mirror(cli, images, auth)
+        run = mirror(cli, images, auth)
         stats = _report(record_property, f"to-{name}", proxy, run)
         if name == "ecr":
             assert run.code == 1, run.describe()
@@ -230,7 +218,7 @@ def source_for(
 ) -> Iterator[Callable[[str], tuple[RegistryServer, SourceSet]]]:
     def pick(name: str) -> tuple[RegistryServer, SourceSet]:
         fixture = "basic_source" if name == "ecr" else "token_source"
-        return _upstream(name, request), request.getfixturevalue(fixture)
+        return upstream_for(name, request), request.getfixturevalue(fixture)
 
     yield pick
 
@@ -251,7 +239,7 @@ def test_profile_as_source(
         images = {f"{src}/{n}:v1": f"{registry_plain2.host}/{prefix}/{n}" for n in ("index", "big")}
         images[f"{src}/list"] = f"{registry_plain2.host}/{prefix}/list"  # every tag: a tag list
         auth = {proxy.host: auth_entry(server), registry_plain2.host: {"insecure": True}}
-        run = _mirror(cli, images, auth)
+        run = mirror(cli, images, auth)
         stats = _report(record_property, f"from-{name}", proxy, run)
         assert run.code == 0, run.describe()
         for repo, want in source.manifests.items():

@@ -9,13 +9,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
+from syncer_core import mediatypes as mt
 from syncer_core.errors import NotFoundError
 from syncer_core.registry import RegistryClient
+from tests.support.images import build_image, push_image
 from tests.support.registry_server import RegistryServer, access_for
 
-__all__ = ["registry_client", "subprocess_env", "tag_digests", "write_document"]
+__all__ = [
+    "registry_client",
+    "seed_signed_schema1",
+    "subprocess_env",
+    "tag_digests",
+    "write_document",
+]
 
 
 def write_document(path: Path, data: Any) -> Path:
@@ -78,3 +87,24 @@ def subprocess_env(prefect_home: Path, extra: Mapping[str, str] | None = None) -
     )
     env.update(extra or {})
     return env
+
+
+def seed_signed_schema1(server: RegistryServer, repository: str, tag: str) -> str:
+    """Push a schema2 image, have distribution sign it as schema1, store that under `tag`.
+
+    `server` must be a plain registry started with `schema1=True`.
+
+    Returns:
+        The registry's digest of the schema1 manifest (its payload's).
+    """
+    image = build_image(1800, layer_sizes=(700, 300))
+    with registry_client(server) as client:
+        push_image(client, repository, "schema2", image)
+    url = f"{server.url}/v2/{repository}/manifests"
+    signed = httpx.get(f"{url}/schema2", headers={"Accept": mt.DOCKER_SCHEMA1_SIGNED})
+    assert signed.headers["content-type"] == mt.DOCKER_SCHEMA1_SIGNED
+    pushed = httpx.put(
+        f"{url}/{tag}", content=signed.content, headers={"Content-Type": mt.DOCKER_SCHEMA1_SIGNED}
+    )
+    assert pushed.status_code == 201, pushed.text
+    return str(pushed.headers["docker-content-digest"])

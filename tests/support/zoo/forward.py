@@ -86,15 +86,10 @@ class Forwarder:
             upstream.close()
 
     async def forward(
-        self,
-        request: Request,
-        record: ProxyRequest,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        upstreams: dict[tuple[str, int] | None, wire.Upstream],
-        cut: FaultRule | None,
+        self, request: Request, record: ProxyRequest, client: wire.Client, cut: FaultRule | None
     ) -> bool:
         """Send `request` on and stream the answer back; True to keep the client connection."""
+        reader, writer, upstreams = client.reader, client.writer, client.upstreams
         for attempt in (1, 2):
             try:
                 upstream, reused = await self.connect(request, upstreams)

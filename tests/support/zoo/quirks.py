@@ -4,7 +4,9 @@ Each knob is off by default; `profiles.py` says which registry has which,
 with its sources. Every quirk the relay answers with is counted as a fault
 of its name in `ProxyStats.faults`, so a test can assert it was exercised:
 
-- `catalog=False`: `/v2/_catalog` → 404 `UNSUPPORTED` (`no-catalog`);
+- `catalog=False`: `/v2/_catalog` → 401 `UNAUTHORIZED` with a challenge for
+  scope `registry:catalog:*`, `error="insufficient_scope"` once a token
+  was sent: no token ever grants it, as on Docker Hub (`no-catalog`);
 - `tag_page=N`: tag lists at most N per page, `Link` to the next (`tag-page`);
 - `max_tag_page=N`: `n` above N on a tag list → 400 (`tag-page-too-large`);
 - `ratelimit=N`: `ratelimit-limit` / `ratelimit-remaining` on manifest GETs;
@@ -71,9 +73,6 @@ class Quirks:
 
     def refusal(self, request: Request) -> Answer | None:
         """An answer the registry gives instead of serving `request`, or None."""
-        if not self.catalog and request.kind == "catalog":
-            body = wire.error_body(404, "", code="UNSUPPORTED", message="catalog not available")
-            return Answer(404, "no-catalog", body)
         if request.kind == "tags" and self.max_tag_page is not None:
             n = _param(request, "n")
             if n is not None and n.isdigit() and int(n) > self.max_tag_page:
@@ -152,6 +151,9 @@ class Quirks:
         writer: asyncio.StreamWriter,
     ) -> bool | None:
         """Serve `request` another way than forwarding it (None: forward it)."""
+        if request.kind == "catalog" and not self.catalog:
+            await _refuse_catalog(proxy, request, record, writer)
+            return True
         if request.kind == "tags" and request.method == "GET" and self.tag_page is not None:
             await self._tag_page(proxy, request, record, writer, self.tag_page)
             return True
@@ -206,6 +208,33 @@ class Quirks:
         location = storage.presign(request.path, request.header("authorization"))
         proxy.counters.fault("storage-redirect", record)
         await wire.answer(writer, record, 307, {"Location": location}, b"")
+
+
+async def _refuse_catalog(
+    proxy: FaultProxy, request: Request, record: ProxyRequest, writer: asyncio.StreamWriter
+) -> None:
+    """Docker Hub's answer to `/v2/_catalog`: 401 whether or not a token was sent.
+
+    The challenge is the registry's own for an anonymous catalog request
+    (realm, service, `scope="registry:catalog:*"`); with a token it adds
+    `error="insufficient_scope"`: the token service issues a token for that
+    scope, the registry still refuses it (genuinetools/reg #86,
+    docker/hub-feedback #2094).
+    """
+    anonymous = [(k, v) for k, v in request.headers if k.lower() != "authorization"]
+    probe = Request("GET", request.target, request.version, anonymous, request.kind, None, None)
+    status, headers, _ = await proxy.fetch(probe, probe.head())
+    _, headers = proxy.rewrite_response(probe, status, headers)
+    extra: dict[str, str] = {"Content-Type": "application/json"}
+    challenge = wire.header(headers, "www-authenticate")
+    if challenge and challenge.lower().startswith("bearer"):
+        scoped = challenge if request.token is None else challenge + ',error="insufficient_scope"'
+        extra["Www-Authenticate"] = scoped
+    detail = [{"Type": "registry", "Class": "", "Name": "catalog", "Action": "*"}]
+    error = {"code": "UNAUTHORIZED", "message": "authentication required", "detail": detail}
+    proxy.counters.fault("no-catalog", record)
+    body = json.dumps({"errors": [error]}).encode() + b"\n"
+    await wire.answer(writer, record, 401, extra, body, head=request.method == "HEAD")
 
 
 def _param(request: Request, name: str) -> str | None:

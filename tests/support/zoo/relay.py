@@ -186,9 +186,9 @@ class FaultProxy(LoopServer, Forwarder):
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve requests on one client connection until it closes or is reset."""
         self.counters.connected()
-        upstreams: dict[tuple[str, int] | None, wire.Upstream] = {}
+        client = wire.Client(reader, writer)
         try:
-            while await self._one_request(reader, writer, upstreams):
+            while await self._one_request(client):
                 pass
         except Reset:
             wire.abort(writer)
@@ -201,7 +201,7 @@ class FaultProxy(LoopServer, Forwarder):
         except (asyncio.CancelledError, Exception):  # any failure drops the client
             wire.abort(writer)
         finally:
-            for upstream in upstreams.values():
+            for upstream in client.upstreams.values():
                 upstream.close()
 
     async def _read_request(self, reader: asyncio.StreamReader) -> Request | None:
@@ -228,18 +228,13 @@ class FaultProxy(LoopServer, Forwarder):
         repository = match["repo"] if match and kind != "token" else None
         return Request(method, target, version, headers, kind, repository, upstream)
 
-    async def _one_request(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        upstreams: dict[tuple[str, int] | None, wire.Upstream],
-    ) -> bool:
-        request = await self._read_request(reader)
+    async def _one_request(self, client: wire.Client) -> bool:
+        request = await self._read_request(client.reader)
         if request is None:
             return False
         record = self.counters.begin(request)
         try:
-            return await self._handle(request, record, reader, writer, upstreams)
+            return await self._handle(request, record, client)
         finally:
             self.counters.end(request, record)
 
@@ -276,14 +271,8 @@ class FaultProxy(LoopServer, Forwarder):
         }
         return wire.Answer(200, "garbage-manifest", body, headers)
 
-    async def _handle(
-        self,
-        request: Request,
-        record: ProxyRequest,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        upstreams: dict[tuple[str, int] | None, wire.Upstream],
-    ) -> bool:
+    async def _handle(self, request: Request, record: ProxyRequest, client: wire.Client) -> bool:
+        reader, writer = client.reader, client.writer
         if self.resumable_uploads:
             self._states.refresh(request)
         own = self._own_answer(request)
@@ -314,7 +303,7 @@ class FaultProxy(LoopServer, Forwarder):
         if special is not None:
             return special
         cut = rule if kind == "cut" else None
-        return await self.forward(request, record, reader, writer, upstreams, cut)
+        return await self.forward(request, record, client, cut)
 
     def _is_mount(self, request: Request) -> bool:
         return (

@@ -17,6 +17,9 @@ from tests.support.zoo.wire import HEAD_LIMIT
 
 __all__ = ["LoopServer"]
 
+#: Seconds `start()` waits for the server thread to bind its port.
+_START_TIMEOUT = 60.0
+
 
 class LoopServer:
     """Serve `handle(reader, writer)` for every connection; a context manager.
@@ -69,7 +72,10 @@ class LoopServer:
 
         self._thread = threading.Thread(target=run, name=self._name, daemon=True)
         self._thread.start()
-        ready.wait(10)
+        # Binding takes no time, but a loaded machine may not run the thread for a
+        # while: wait long, and never return a server without a port.
+        if not ready.wait(_START_TIMEOUT):
+            raise RuntimeError(f"{self._name} did not bind a port within {_START_TIMEOUT:.0f}s")
         if failure:
             raise failure[0]
         return self

@@ -143,6 +143,19 @@ class Upstream:
         self.writer.close()
 
 
+@dataclass
+class Client:
+    """One client connection, and the registry connections kept open for its requests.
+
+    `upstreams` maps a request's `upstream` (None: the registry) to the
+    connection its successive requests reuse.
+    """
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    upstreams: dict[tuple[str, int] | None, Upstream] = field(default_factory=dict)
+
+
 def split_header(line: str) -> tuple[str, str]:
     """`Name: value` → `(name, value)`."""
     name, _, value = line.partition(":")

@@ -20,7 +20,8 @@ SyncerError
     ├── TLSVerificationError           certificate verification failed
     ├── SchemeMismatchError            TLS to a plain-HTTP port, or plain HTTP to a TLS one
     └── TransientRegistryError         5xx, timeouts, resets: worth retrying
-        └── RateLimitedError           429, .retry_after
+        ├── RateLimitedError           429, .retry_after
+        └── SourceReadError            the source failed mid-blob during an upload
 ```
 
 Status codes decide the class (`syncer_core.registry.responses` is the only
@@ -46,6 +47,7 @@ __all__ = [
     "RegistryError",
     "RuleError",
     "SchemeMismatchError",
+    "SourceReadError",
     "SyncerError",
     "TLSVerificationError",
     "TransientRegistryError",
@@ -175,3 +177,13 @@ class RateLimitedError(TransientRegistryError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any):
         self.retry_after = retry_after
         super().__init__(message, **kwargs)
+
+
+class SourceReadError(TransientRegistryError):
+    """Reading the source blob failed (beyond its own resumes) while it was being uploaded.
+
+    Transient like the failure it wraps, so the copy is retried; but it is the
+    source's failure, not a cut upload: the upload must not be resumed from
+    the destination's offset (the source has nothing more to give now), and
+    the reason reported is the source's, not a digest mismatch.
+    """

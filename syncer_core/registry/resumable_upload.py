@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from syncer_core.errors import NotFoundError, RegistryError, TransientRegistryError
+from syncer_core.errors import (
+    NotFoundError,
+    RegistryError,
+    SourceReadError,
+    TransientRegistryError,
+)
 from syncer_core.registry.negotiation import UploadPlan
 from syncer_core.registry.upload_feed import UploadFeed
 
@@ -77,6 +82,8 @@ class ResumableUpload:
             try:
                 self._send()
                 return
+            except SourceReadError:
+                raise  # the source's failure: nothing to resume at the destination
             except TransientRegistryError as error:
                 if self._recover(error):
                     return

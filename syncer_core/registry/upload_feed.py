@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from syncer_core.digest import CheckpointedHash, parse_digest
-from syncer_core.errors import DigestMismatchError
+from syncer_core.errors import DigestMismatchError, SourceReadError, TransientRegistryError
 
 __all__ = ["MemoryBlob", "UploadFeed"]
 
@@ -151,7 +151,22 @@ class UploadFeed:
         if self._ahead is not None:
             chunk, self._ahead = self._ahead, None
             return chunk
-        return next((c for c in self._source if c), None)
+        return self._next_chunk()
+
+    def _next_chunk(self) -> bytes | None:
+        """The source's next non-empty chunk; a registry failure there is the source's."""
+        try:
+            return next((c for c in self._source if c), None)
+        except SourceReadError:
+            raise
+        except TransientRegistryError as error:
+            raise SourceReadError(
+                f"reading blob {self.expected} from the source at byte {self._hash.offset}: "
+                f"{error}",
+                registry=error.registry,
+                status_code=error.status_code,
+                errors=error.errors,
+            ) from error
 
     def _is_last(self) -> bool:
         """Whether the chunk just pulled ends the blob.
@@ -162,7 +177,7 @@ class UploadFeed:
         """
         if self.size is not None and (self._hash.offset < self.size or self.resumable):
             return self._hash.offset == self.size
-        self._ahead = next((c for c in self._source if c), None)
+        self._ahead = self._next_chunk()
         if self._ahead is not None and self.size is not None:
             raise DigestMismatchError(
                 f"{self.size} bytes",

@@ -265,3 +265,45 @@ def test_a_registry_that_refuses_to_resume_gets_a_new_session(proxies, layers) -
     assert copy.result["stored_size"] == SIZE, copy.describe(SIZE)
     # restarted once after a tenth: ~1.1x sent and read
     assert max(copy.ratios(SIZE)) <= MAX_RATIO, copy.describe(SIZE)
+
+
+def test_a_source_that_dies_mid_blob_fails_as_the_source_not_a_digest_mismatch(
+    proxies: ProxyFactory, registry_plain: RegistryServer, registry_plain2: RegistryServer
+) -> None:
+    # The source is cut after 1 MiB, then answers every re-GET with 503: its
+    # own resumes run out mid-upload. That is the source's failure, to be
+    # retried as such; treating it as a cut upload resumed the destination
+    # session with nothing to send and reported a digest mismatch.
+    from syncer_core.errors import DigestMismatchError, SourceReadError
+    from syncer_core.reference import Reference
+    from syncer_core.registry import RegistryAccess, RetryPolicy
+    from syncer_core.sync.inspect import BlobTransfer
+    from syncer_core.sync.session import SyncSession
+    from syncer_core.sync.transfer import copy_blob
+
+    size = 4 * MiB
+    _, digest = seed_large_image(registry_plain, "resume/dying", "v1", size, seed=41)
+    blob = frozenset({"blob"})
+    dying = proxies(
+        registry_plain,
+        rules=[
+            FaultRule(kinds=("cut",), endpoints=blob, cut_bytes=MiB, limit=1),
+            FaultRule(kinds=("503",), endpoints=blob),
+        ],
+    )
+    source = Reference.parse(f"{dying.host}/resume/dying")
+    target = Reference.parse(f"{registry_plain2.host}/resume/dying-{uuid.uuid4().hex[:8]}")
+    session = SyncSession(
+        lambda _: RegistryAccess(insecure=True), retry=RetryPolicy(attempts=2, base_delay=0.01)
+    )
+    try:
+        with pytest.raises(SourceReadError) as failure:
+            copy_blob(session, BlobTransfer(source, target, digest, size))
+        assert not isinstance(failure.value.__cause__, DigestMismatchError)
+        assert f"reading blob {digest} from the source" in str(failure.value)
+        assert "503" in str(failure.value)
+        assert session.client(target).head_blob(target.repository, digest) is None
+    finally:
+        close = getattr(session, "close", None)
+        if close is not None:
+            close()

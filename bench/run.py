@@ -74,6 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default 40/1000; quick: 5/1000)",
     )
     p.add_argument("--wan-runs", type=int, default=1, help="runs per contender over the WAN")
+    p.add_argument(
+        "--large-runs", type=int, default=1, help="loopback rounds that include L512 and L2G"
+    )
+    p.add_argument(
+        "--scale-runs", type=int, default=1, help="runs of the 5,000-tag and 200-rule no-ops"
+    )
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per measured command")
     p.add_argument("--no-scale-skopeo", action="store_true", help="skip skopeo's scale no-op")
     p.add_argument("--profile", action="store_true", help="also py-spy one S cold + S no-op")

@@ -97,7 +97,7 @@ def scale(bench: Bench) -> None:
     tags = datasets.scale_tags(bench.sizes.scale_tags)
     expected = [("bench-scale", tag, bench.scale_digest) for tag in tags]
     contenders = [t for t in bench.contenders if t != SKOPEO or not bench.args.no_scale_skopeo]
-    for run in range(bench.args.runs):
+    for run in range(bench.args.scale_runs):
         for tool in _rotated(contenders, run):
             record = bench.measure_tool(tool, "scale no-op", "scale", run)
             record["tags"] = bench.sizes.scale_tags
@@ -109,15 +109,17 @@ def many_rules(bench: Bench) -> None:
     bench.wipe_destination()
     expected = [(i.repository, i.tag, i.digest) for i in bench.many]
     bench.verify(bench.measure_tool(SKOPEO, "prime", "rules", 0, keep=False), expected)
-    for run in range(bench.args.setup_runs):
+    for run in range(bench.args.scale_runs):
         for tool in _rotated(bench.contenders, run):
             bench.verify(bench.measure_tool(tool, "200-rule no-op", "rules", run), expected)
-    floors(bench, bench.primary, "rules", "200-rule floor")
+    floors(bench, bench.primary, "rules", "200-rule floor", runs=bench.args.scale_runs)
 
 
-def floors(bench: Bench, api: str, name: str = "S", case: str = "floor") -> None:
+def floors(
+    bench: Bench, api: str, name: str = "S", case: str = "floor", runs: int | None = None
+) -> None:
     """The Prefect floor: as many trivial rule subflows as `name` has rules, both models."""
-    for run in range(bench.args.setup_runs):
+    for run in range(bench.args.setup_runs if runs is None else runs):
         for tool in _rotated([FLOOR_OURS, FLOOR_ASYNC], run):
             bench.measure_tool(tool, case, name, run, api=api)
 
@@ -212,12 +214,14 @@ def warm_up(bench: Bench) -> None:
 
 
 def loopback_rounds(bench: Bench) -> None:
-    """S sequence, L512, L2G and the curl pipe, `--runs` rounds, contenders rotating."""
+    """`--runs` rounds of the S sequence (the first `--large-runs` with L512, L2G, curl pipe)."""
     for run in range(bench.args.runs):
         order = _rotated(bench.contenders, run)
         print(f"--- round {run + 1}/{bench.args.runs} ({' then '.join(order)})", flush=True)
         for tool in order:
             s_sequence(bench, tool, run)
+        if run >= bench.args.large_runs:
+            continue
         for case in ("L512", "L2G"):
             for tool in order:
                 large_case(bench, tool, case, run)

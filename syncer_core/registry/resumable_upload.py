@@ -147,7 +147,10 @@ class ResumableUpload:
         confirmed = _range_end(response.headers.get("range"))
         if confirmed is None:
             confirmed = self._feed.position
-        if confirmed != self._feed.position and self._session_holds() == self._feed.position:
+        if confirmed != self._feed.position and self._session_offset() == self._feed.position:
+            # ECR stores every chunk but its PATCH answers keep the first one's
+            # Range (aws/containers-roadmap #2831): the session's own status
+            # (GET), not that stale header, says whether the bytes arrived.
             confirmed = self._feed.position
         if confirmed != self._feed.position:
             raise TransientRegistryError(
@@ -157,15 +160,6 @@ class ResumableUpload:
             )
         self._confirmed = confirmed
         self._feed.confirm(confirmed)
-
-    def _session_holds(self) -> int | None:
-        """What the session holds by its own account (`GET`), when a `PATCH` answer disagrees.
-
-        ECR stores every chunk but its `PATCH` answers keep the `Range` of the
-        first one (aws/containers-roadmap #2831): the session's status, not
-        that stale header, says whether the bytes arrived.
-        """
-        return self._session_offset()
 
     # -- recovering -------------------------------------------------------------------------
 

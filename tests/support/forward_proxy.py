@@ -8,9 +8,7 @@ so a test can prove which traffic went through it, and which did not.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -18,9 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
-from tests.support.registry_server import free_port
+from tests.support.registry_server import free_port, require_binary
 
 __all__ = ["ForwardProxy", "running_forward_proxy", "tinyproxy_binary"]
 
@@ -29,14 +25,8 @@ _REQUEST_RE = re.compile(r"Request \(file descriptor \d+\): (?P<line>\S+ \S+)")
 
 
 def tinyproxy_binary() -> str:
-    """Locate `tinyproxy`; skip without it, unless `CI` is set (CI must not skip silently)."""
-    found = shutil.which("tinyproxy")
-    if found:
-        return found
-    message = "tinyproxy not found; install it with `apt-get install tinyproxy`"
-    if os.environ.get("CI"):
-        raise RuntimeError(message)
-    pytest.skip(message)
+    """Locate `tinyproxy` (see `registry_server.require_binary`)."""
+    return require_binary("tinyproxy", "tinyproxy")
 
 
 class ForwardProxy:

@@ -81,19 +81,24 @@ class LoggedRequest(NamedTuple):
     status: int
 
 
-def registry_binary() -> str:
-    """Locate `docker-registry`; skip the test without it, unless running in CI.
+def require_binary(name: str, package: str) -> str:
+    """Locate a Debian tool; skip the test without it, unless running in CI.
 
     Raises:
         RuntimeError: the binary is missing and `CI` is set (CI must not skip silently).
     """
-    found = shutil.which("docker-registry")
+    found = shutil.which(name)
     if found:
         return found
-    message = "docker-registry not found; install it with `apt-get install docker-registry`"
+    message = f"{name} not found; install it with `apt-get install {package}`"
     if os.environ.get("CI"):
         raise RuntimeError(message)
     pytest.skip(message)
+
+
+def registry_binary() -> str:
+    """Locate `docker-registry` (see `require_binary`)."""
+    return require_binary("docker-registry", "docker-registry")
 
 
 def free_port() -> int:

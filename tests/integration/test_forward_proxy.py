@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from syncer_core.plan import SyncJob
@@ -78,4 +79,8 @@ def test_no_proxy_covering_the_registries_bypasses_the_proxy(
 ) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     sync_one(registry_plain, registry_plain2)
-    assert forward_proxy.requests() == []
+    # A witness through the proxy on purpose: an empty list then means the sync
+    # sent nothing, not that the proxy's log went unread.
+    witness = f"http://{registry_plain.host}/v2/"
+    httpx.get(witness, proxy=forward_proxy.url, trust_env=False, timeout=10)
+    assert forward_proxy.requests() == [f"GET {witness}"]

@@ -245,6 +245,7 @@ def test_profile_as_source(
         for repo, want in source.manifests.items():
             read_back(registry_plain2.host, registry_plain2, f"{prefix}/{repo}", want, tmp_path)
         storage = proxy.quirks.storage
+        assert (storage is not None) == (name in ("dockerhub", "harbor")), name
         if storage is not None:  # dockerhub, harbor: every blob byte came from storage
             assert stats.faults["storage-redirect"] >= 3, stats.faults
             assert storage.served_bytes() >= BIG

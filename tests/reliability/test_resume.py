@@ -178,39 +178,44 @@ def assert_resumed(copy: Copy, size: int, baseline_rss: int) -> None:
     )
 
 
-#: (layer size, bytes between cuts): the issue's 1 GiB cut every ~100 MiB runs as a slow
-#: variant; the regular suite cuts 256 MiB every ~51 MiB. Each cut costs the in-flight
-#: window again (~5-10 MiB on loopback: socket buffers on both sides and one chunk).
+#: Bytes between cuts: the issue's density, one cut per ~100 MiB moved. A cut upload
+#: costs the bytes that were in flight towards the registry when it died (the client's
+#: socket send buffer and the proxy's unread receive buffer: 6-10 MiB per cut measured on
+#: loopback here), re-read from the source; a cut source costs almost nothing (the
+#: re-read is ranged). Five cuts of a 256 MiB layer (every 51 MiB) thus measured 1.12x
+#: to 1.21x: a budget of 1.2x at twice the issue's density holds only by luck.
+EVERY = SIZE // 3
+
+#: (layer size, bytes between cuts): the issue's own 1 GiB case runs as a slow variant.
 SCENARIOS = [
-    pytest.param(SIZE, SIZE // 5, id="256MiB-every-51MiB"),
+    pytest.param(SIZE, EVERY, id="256MiB-every-85MiB"),
     pytest.param(GiB, 100 * MiB, id="1GiB-every-100MiB", marks=pytest.mark.slow),
 ]
 
 
 def test_source_cuts_resume_with_range(proxies, layers) -> None:
-    every = SIZE // 5
     copy = copy_layer(
         proxies,
         layers,
         SIZE,
-        source_rules=(source_cuts(every),),
+        source_rules=(source_cuts(EVERY),),
     )
-    assert copy.source.snapshot().faults["cut"] >= 4, copy.describe(SIZE)
+    assert copy.source.snapshot().faults["cut"] >= 2, copy.describe(SIZE)
     assert_resumed(copy, SIZE, layers.baseline_rss(SIZE))
 
 
 def test_destination_cuts_continue_the_session(proxies, layers) -> None:
-    every = SIZE // 5
     copy = copy_layer(
         proxies,
         layers,
         SIZE,
-        target_rules=(upload_cuts(every),),
+        target_rules=(upload_cuts(EVERY),),
     )
     stats = copy.target.snapshot()
-    assert stats.faults["cut-upload"] >= 4, copy.describe(SIZE)
+    cuts = stats.faults["cut-upload"]
+    assert cuts >= 2, copy.describe(SIZE)
     assert stats.requests[("POST", "upload")] == 1, "one session, continued: " + stats.summary()
-    assert stats.requests[("GET", "upload")] >= 4, "asked the session's offset after each cut"
+    assert stats.requests[("GET", "upload")] == cuts, "asked the session's offset after each cut"
     assert_resumed(copy, SIZE, layers.baseline_rss(SIZE))
 
 

@@ -182,7 +182,7 @@ class Bench:
         server = self.apis[api] if tool in PREFECT_TOOLS else None
         src_before, dst_before = len(self.src.requests()), len(self.dst.requests())
         if server is not None:
-            server.settle()
+            server.settle(self.args.settle)
         load = os.getloadavg()[0]
         api_cpu = server.cpu_seconds() if server is not None else None
         result = measure.run_measured(
@@ -198,7 +198,7 @@ class Bench:
         record["dst_requests"] = _counts(self.dst.requests()[dst_before:])
         if server is not None:
             record["api"] = api
-            server.settle()  # the server's share of this run includes its backlog
+            server.settle(self.args.settle)  # the server's share of this run includes its backlog
             if api_cpu is not None:
                 record["api_cpu_s"] = round((server.cpu_seconds() or 0.0) - api_cpu, 2)
             record.update(_report_fields(report_path, result.stdout))

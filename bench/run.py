@@ -80,6 +80,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--scale-runs", type=int, default=1, help="runs of the 5,000-tag and 200-rule no-ops"
     )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=None,
+        help="seconds the Prefect server's CPU must stay quiet before and after each run "
+        "(1.0; quick: 0.25)",
+    )
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per measured command")
     p.add_argument("--no-scale-skopeo", action="store_true", help="skip skopeo's scale no-op")
     p.add_argument("--profile", action="store_true", help="also py-spy one S cold + S no-op")
@@ -98,6 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     quick = args.quick
     if args.runs is None:
         args.runs = 1 if quick else 3
+    if args.settle is None:
+        args.settle = 0.25 if quick else 1.0
     if args.setup_runs is None:
         args.setup_runs = 1 if quick else 2
     if args.setups is None:

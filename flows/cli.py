@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="rule subflows in progress at once (default: 1 on the temporary API, else 4)",
+        help="rule subflows in progress at once (default: 1 on the temporary API; else 1 "
+        "widening to 4, and back to 1 once the API answers 503 or 429)",
     )
     p.add_argument(
         "--registry-limit",

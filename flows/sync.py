@@ -9,10 +9,12 @@ artifact. Its parameters are paths and options, never credentials.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ from flows.events import open_image_events
 from flows.fanout import dispatch_shards, publish_results, shard_rules
 from flows.limits import ensure_registry_limits, install_secret_resolver
 from flows.progress import report_progress
+from flows.pushback import RuleGate, listen_for_pushback
 from flows.rule import RuleOutcome, sync_rule
 from flows.states import run_state, state_data
 from syncer_core.platform import PlatformFilter
@@ -58,6 +61,7 @@ ARTIFACT_KEY = "image-sync-report"
 
 def _run_rule(
     rule_flow: Flow[..., State[RuleOutcome]],
+    gate: RuleGate,
     session_id: str,
     index: int,
     name: str,
@@ -65,9 +69,10 @@ def _run_rule(
     limited: bool,
 ) -> RuleOutcome:
     try:
-        state: State[RuleOutcome] = rule_flow(
-            session_id, index, name, retries, limited, return_state=True
-        )
+        with gate.slot():
+            state: State[RuleOutcome] = rule_flow(
+                session_id, index, name, retries, limited, return_state=True
+            )
         outcome = state_data(state)
     except Exception as error:  # noqa: BLE001 - one rule's crash must not stop the others
         outcome = error
@@ -78,9 +83,20 @@ def _run_rule(
 
 
 def _run_rules(
-    session: SyncSession, indices: list[int], retries: int, concurrency: int, limited: bool
+    session: SyncSession,
+    indices: list[int],
+    retries: int,
+    concurrency: int,
+    limited: bool,
+    adaptive: bool = False,
 ) -> list[RuleOutcome]:
-    """Run the given rules as subflows, `concurrency` at a time, in rule order."""
+    """Run the given rules as subflows, `concurrency` at a time, in rule order.
+
+    `adaptive` (the default concurrency, never a chosen one): start at one
+    rule at a time and widen towards `concurrency`, and stay at one once the
+    Prefect API pushes back (`flows.pushback`).
+    """
+    gate = RuleGate(concurrency, adaptive=adaptive)
     # One copy of the rule flow for the run: Prefect gives each flow run its
     # own duplicate of this task runner.
     runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(
@@ -88,6 +104,7 @@ def _run_rules(
     )
     rule_flow = sync_rule.with_options(task_runner=runner)  # type: ignore[arg-type]  # Prefect's generic
     with (
+        _narrow_on_pushback(gate, adaptive),
         ThreadPoolExecutor(max(1, min(concurrency, len(indices) or 1))) as pool,
         # No heartbeat thread for rule subflows: each sync flow joins it on exit,
         # and it sleeps in 1 s steps (measured 1.30 s -> 0.26 s per subflow).
@@ -102,9 +119,29 @@ def _run_rules(
             # Each thread gets a copy of this flow's context (the settings
             # above included), so the rule flow runs are recorded as subflows.
             context = contextvars.copy_context()
-            args = (rule_flow, session.id, i, session.rules[i].name, retries, limited)
+            args = (rule_flow, gate, session.id, i, session.rules[i].name, retries, limited)
             futures.append(pool.submit(context.run, functools.partial(_run_rule, *args)))
         return [future.result() for future in futures]
+
+
+@contextlib.contextmanager
+def _narrow_on_pushback(gate: RuleGate, enabled: bool) -> Iterator[None]:
+    """While rules run, the first request the Prefect API pushes back narrows `gate` to 1."""
+    if not enabled or gate.ceiling == 1:
+        yield
+        return
+    logger = get_run_logger()
+
+    def narrow(message: str) -> None:
+        if gate.narrow():
+            logger.info(
+                "the Prefect API is pushing back (%s): one rule at a time from here on "
+                "(--rule-concurrency sets it)",
+                message.split(". Another attempt")[0],
+            )
+
+    with listen_for_pushback(narrow):
+        yield
 
 
 def default_rule_concurrency() -> int:
@@ -114,9 +151,10 @@ def default_rule_concurrency() -> int:
     The temporary API server a plain CLI run starts is SQLite, which
     serialises writers; concurrent subflows there queue behind each other's
     locks. Measured on 2 cores, 20 rules: S cold 8.8 s in-flow with 1 rule
-    at a time vs 14.1 s with 4 (same against a SQLite `prefect server`,
-    9.2 s vs 15.3 s), while against a PostgreSQL-backed server 4 at a time
-    is the faster (8.0 s vs 9.4 s).
+    at a time vs 14.1 s with 4, while against a PostgreSQL-backed server 4
+    at a time is the faster (8.0 s vs 9.4 s). Against an API URL, 4 is a
+    ceiling the gate widens to (`flows.pushback`): a SQLite `prefect server`
+    is found out by its 503s.
     """
     return 4 if get_current_settings().api.url and not embedded.active() else 1
 
@@ -140,8 +178,9 @@ def _run_here(
     register_session(session)
     try:
         concurrency = rule_concurrency or default_rule_concurrency()
+        adaptive = rule_concurrency is None
         with open_image_events(session.id), report_progress(session.progress, get_run_logger()):
-            return _run_rules(session, indices, retries, concurrency, limited)
+            return _run_rules(session, indices, retries, concurrency, limited, adaptive)
     finally:
         close_session(session.id)
 
@@ -180,7 +219,8 @@ def sync_images(
         force: push manifests even if the destination already has them.
         dry_run: check and plan only; copy and push nothing.
         rule_concurrency: rules (subflows) in progress at once; None: 1 on the
-            temporary API server (SQLite serialises concurrent subflows), else 4.
+            temporary API server (SQLite serialises concurrent subflows), else
+            from 1 widening to 4, back to 1 once the API pushes back (503/429).
         registry_limit: if > 0, blob transfers into each destination registry
             hold a slot of the global concurrency limit `registry:<host>`
             (created with this size if missing), across every worker.

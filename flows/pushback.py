@@ -1,0 +1,122 @@
+"""Rule concurrency that narrows when the Prefect API pushes back.
+
+Four rule subflows at once are the faster on a PostgreSQL-backed Prefect
+server, and much the slower on a SQLite one, which is what the README's
+`prefect server start` runs: concurrent writes there fail with `database is
+locked`, the server answers 503, and Prefect's client waits ~2 s before it
+tries again (20-rule no-op, measured: 14.7 s in-flow at 4 rules at a time,
+5.7 s at 1). The client cannot tell the two servers apart up front: the
+admin settings mask the database URL. So the rule pool listens for the
+pushback itself. Prefect's client logs every request it retries for a
+429/502/503/408 answer at DEBUG level on `prefect.client`; the first one
+narrows the gate to one rule subflow at a time for the rest of the run.
+
+Listening lowers that one logger's level for the run, with a filter that
+drops every record the logger would not have emitted before, so what
+reaches the console and the API logs does not change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+__all__ = ["PUSHBACK_LOGGER", "RuleGate", "listen_for_pushback"]
+
+#: Where Prefect's HTTP client (`prefect.client.base`) logs its retries.
+PUSHBACK_LOGGER = "prefect.client"
+
+#: The start of the message Prefect's client logs before retrying a pushed-back request.
+_RETRY_MESSAGE = "Received response with retryable status code"
+
+
+class RuleGate:
+    """How many rule subflows may be in progress at once.
+
+    An adaptive gate starts at one and widens by one each time a rule
+    finishes, up to `ceiling` (TCP's slow start): a server that cannot take
+    concurrent subflows is found out by the second or third rule, not by
+    `ceiling` of them colliding at once (each collision costs the client's
+    back-off, 2 s, then 4 s). `narrow()` then holds it at one for the rest
+    of the run. Rules already running when it narrows finish; new ones wait.
+    """
+
+    def __init__(self, ceiling: int, *, adaptive: bool = False):
+        self.ceiling = max(1, ceiling)
+        self.width = 1 if adaptive else self.ceiling
+        self._adaptive = adaptive
+        self._active = 0
+        self._changed = threading.Condition()
+
+    def narrow(self) -> bool:
+        """One rule at a time from now on; True if that changed the gate."""
+        with self._changed:
+            changed = self.ceiling > 1
+            self.width = self.ceiling = 1
+            return changed
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one of the gate's slots while the body runs."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._active < self.width)
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._active -= 1
+                if self._adaptive:
+                    self.width = min(self.ceiling, self.width + 1)
+                self._changed.notify_all()
+
+
+class _RetryListener(logging.Filter):
+    """A filter on `prefect.client` that reports retried requests and drops lowered records."""
+
+    def __init__(self, emit_from: int, on_retry: Callable[[str], None]):
+        super().__init__()
+        self._emit_from = emit_from
+        self._on_retry = on_retry
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith(_RETRY_MESSAGE):
+            self._on_retry(record.getMessage())
+        return record.levelno >= self._emit_from
+
+
+@contextmanager
+def listen_for_pushback(on_retry: Callable[[str], None]) -> Iterator[None]:
+    """Call `on_retry(message)` for each request Prefect's client retries after pushback."""
+    logger = logging.getLogger(PUSHBACK_LOGGER)
+    level, emit_from = logger.level, logger.getEffectiveLevel()
+    # Child loggers (`prefect.client.subscriptions`) would inherit the lowered
+    # level and pass their DEBUG records on to the console: pin them.
+    children = _unpinned_children(PUSHBACK_LOGGER)
+    for child in children:
+        child.setLevel(emit_from)
+    listener = _RetryListener(emit_from, on_retry)
+    logger.addFilter(listener)
+    if emit_from > logging.DEBUG:
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeFilter(listener)
+        logger.setLevel(level)
+        for child in children:
+            child.setLevel(logging.NOTSET)
+
+
+def _unpinned_children(name: str) -> list[logging.Logger]:
+    """The existing loggers under `name` that take their level from it."""
+    loggers = list(logging.root.manager.loggerDict.items())
+    return [
+        child
+        for key, child in loggers
+        if key.startswith(name + ".")
+        and isinstance(child, logging.Logger)
+        and child.level == logging.NOTSET
+    ]

@@ -1,4 +1,4 @@
-"""Content digests: validation, computation, and verification while streaming.
+"""Content digests: validation, computation, and a hash that can rewind to a checkpoint.
 
 A digest is `algorithm:hex` (OCI image-spec "Digests"). We support the two
 registered algorithms, sha256 and sha512, with lowercase hex of the exact
@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
-
-from syncer_core.errors import DigestMismatchError
 
 __all__ = [
     "ALGORITHMS",
     "CheckpointedHash",
-    "DigestingIterator",
     "compute_digest",
     "is_digest",
     "parse_digest",
@@ -59,71 +55,6 @@ def is_digest(value: str) -> bool:
 def compute_digest(data: bytes, algorithm: str = "sha256") -> str:
     """Return the digest of in-memory bytes (manifests, configs; never blobs)."""
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
-
-
-class DigestingIterator:
-    """Pass chunks through while hashing them; verify at the end of the stream.
-
-    After containers/image `digesting_reader.go`: integrity is checked as the
-    bytes flow, without a second pass or holding the blob. When the source is
-    exhausted, the digest (and, if given, the size) is compared, and
-    `DigestMismatchError` is raised *before the last chunk is released*, so a
-    consumer that uploads the chunks never sends a complete bad body and the
-    destination cannot commit it.
-    """
-
-    def __init__(self, chunks: Iterable[bytes], expected: str, size: int | None = None):
-        self._chunks = chunks
-        self.expected = expected
-        self.expected_size = size
-        algorithm, _ = parse_digest(expected)
-        self._hash = hashlib.new(algorithm)
-        self._algorithm = algorithm
-        self.bytes_seen = 0
-        self._started = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        # Single use: a replayed body (after a redirect or a 401) must not
-        # silently become empty while still claiming the original length.
-        if self._started:
-            raise RuntimeError(f"the stream of blob {self.expected} was already consumed")
-        self._started = True
-        return self._verified()
-
-    def _verified(self) -> Iterator[bytes]:
-        # One chunk is held back until the source ends and the digest is
-        # verified: with an explicit Content-Length the destination then never
-        # receives the complete body of a bad stream, so it cannot commit it.
-        held: bytes | None = None
-        for chunk in self._chunks:
-            if not chunk:
-                continue
-            self._hash.update(chunk)
-            self.bytes_seen += len(chunk)
-            if self.expected_size is not None and self.bytes_seen > self.expected_size:
-                raise DigestMismatchError(
-                    f"{self.expected_size} bytes",
-                    f"more than {self.expected_size} bytes",
-                    what=f"blob {self.expected} size",
-                )
-            if held is not None:
-                yield held
-            held = chunk
-        self.verify()
-        if held is not None:
-            yield held
-
-    def verify(self) -> None:
-        """Raise `DigestMismatchError` unless everything seen matches."""
-        actual = f"{self._algorithm}:{self._hash.hexdigest()}"
-        if self.expected_size is not None and self.bytes_seen != self.expected_size:
-            raise DigestMismatchError(
-                f"{self.expected_size} bytes",
-                f"{self.bytes_seen} bytes",
-                what=f"blob {self.expected} size",
-            )
-        if actual != self.expected:
-            raise DigestMismatchError(self.expected, actual, what="blob")
 
 
 class CheckpointedHash:

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["PUSHBACK_LOGGER", "RuleGate", "listen_for_pushback"]
+__all__ = ["PUSHBACK_LOGGER", "RuleGate", "listen_for_pushback", "rule_started"]
 
 #: Where Prefect's HTTP client (`prefect.client.base`) logs its retries.
 PUSHBACK_LOGGER = "prefect.client"
@@ -35,12 +35,13 @@ _RETRY_MESSAGE = "Received response with retryable status code"
 class RuleGate:
     """How many rule subflows may be in progress at once.
 
-    An adaptive gate starts at one and widens by one each time a rule
-    finishes, up to `ceiling` (TCP's slow start): a server that cannot take
-    concurrent subflows is found out by the second or third rule, not by
-    `ceiling` of them colliding at once (each collision costs the client's
-    back-off, 2 s, then 4 s). `narrow()` then holds it at one for the rest
-    of the run. Rules already running when it narrows finish; new ones wait.
+    An adaptive gate starts at one and widens by one each time a rule's
+    subflow has started (`rule_started`, or when it ends), up to `ceiling`:
+    TCP's slow start. A server that cannot take concurrent subflows is found
+    out by the second or third rule, not by `ceiling` of them colliding at
+    once (each collision costs the client's back-off, 2 s, then 4 s).
+    `narrow()` then holds it at one for the rest of the run. Rules already
+    running when it narrows finish; new ones wait.
     """
 
     def __init__(self, ceiling: int, *, adaptive: bool = False):
@@ -59,18 +60,50 @@ class RuleGate:
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        """Hold one of the gate's slots while the body runs."""
+        """Hold one of the gate's slots while the body (a rule subflow) runs."""
         with self._changed:
             self._changed.wait_for(lambda: self._active < self.width)
             self._active += 1
+        _current.gate, _current.widened = self, False
         try:
             yield
         finally:
+            widened, _current.gate = _current.widened, None
             with self._changed:
                 self._active -= 1
-                if self._adaptive:
-                    self.width = min(self.ceiling, self.width + 1)
+                if not widened:
+                    self._widen()
                 self._changed.notify_all()
+
+    def started(self) -> None:
+        """A rule subflow holding a slot has started: widen by one (adaptive gates)."""
+        with self._changed:
+            self._widen()
+            self._changed.notify_all()
+
+    def _widen(self) -> None:
+        """One more rule at once, up to the ceiling (the condition's lock is held)."""
+        if self._adaptive:
+            self.width = min(self.ceiling, self.width + 1)
+
+
+#: The gate slot the current thread holds, for `rule_started`.
+_current = threading.local()
+
+
+def rule_started() -> None:
+    """Tell the gate of this thread's slot that its rule subflow has started.
+
+    Called first in a rule subflow's body: its start is recorded, so the
+    next rule may begin at once instead of when this one ends (a cold rule
+    can take many seconds). A no-op outside a slot (Prefect running the
+    body in another thread leaves the widening to the slot's end).
+    """
+    gate: RuleGate | None = getattr(_current, "gate", None)
+    if gate is None or _current.widened:
+        return
+    _current.widened = True
+    gate.started()
 
 
 class _RetryListener(logging.Filter):

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from flows.events import image_events
 from flows.followups import prune_after, referrers_after
 from flows.limits import registry_limit_name
+from flows.pushback import rule_started
 from flows.states import outcome_state, state_data
 from flows.tasks import check_rule_task, copy_image_task, retrying
 from syncer_core.sync.check import Inspection, RuleCheck
@@ -120,6 +121,7 @@ def sync_rule(
         retries: Prefect task retries for transient registry errors.
         limited: hold a `registry:<host>` global concurrency slot per blob copy.
     """
+    rule_started()  # the next rule may start (`flows.pushback.RuleGate`)
     spec = get_session(session_id).rules[rule_index]
     outcome = _sync_rule(session_id, rule_index, rule, retries, limited)
     outcome.key, outcome.target = spec.key, spec.target.text

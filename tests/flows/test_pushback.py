@@ -15,10 +15,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.pushback import PUSHBACK_LOGGER, RuleGate, listen_for_pushback
+from flows.pushback import PUSHBACK_LOGGER, RuleGate, listen_for_pushback, rule_started
 
 
 class _BusyApi(http.server.BaseHTTPRequestHandler):
@@ -190,3 +191,51 @@ def test_a_narrowed_adaptive_gate_stays_at_one() -> None:
 
 def test_a_fixed_gate_lets_its_width_in_at_once() -> None:
     assert max(_peak_concurrency(RuleGate(3), 6)) == 3
+
+
+def test_a_started_rule_lets_the_next_one_in_before_it_ends() -> None:
+    gate = RuleGate(4, adaptive=True)
+    release, second_in = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with gate.slot():
+            rule_started()
+            rule_started()  # once per slot: the gate widens by one, not two
+            release.wait(5)
+
+    def second() -> None:
+        with gate.slot():
+            second_in.set()
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    deadline = time.monotonic() + 5
+    while gate.width < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert gate.width == 2
+    threads.append(threading.Thread(target=second))
+    threads[1].start()
+    try:
+        assert second_in.wait(5)  # while the first rule still runs
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(5)
+    assert gate.width == 3  # the second one never called rule_started: widened at its end
+    rule_started()  # outside any slot: nothing happens
+    assert gate.width == 3
+
+
+def test_a_sync_subflow_body_runs_in_the_calling_thread(prefect_api: None) -> None:
+    """`rule_started` finds its slot through the thread: Prefect must keep the thread."""
+
+    @flow
+    def child() -> int:
+        return threading.get_ident()
+
+    @flow
+    def parent() -> tuple[int, int]:
+        return threading.get_ident(), child()
+
+    outer, inner = parent()
+    assert outer == inner

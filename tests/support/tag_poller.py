@@ -18,7 +18,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from syncer_core.errors import ManifestError, NotFoundError, RegistryError
+from syncer_core.errors import (
+    ManifestError,
+    NotFoundError,
+    RegistryError,
+    TransientRegistryError,
+)
 from syncer_core.manifest import ImageIndex, RawManifest
 from syncer_core.registry import RegistryAccess, RegistryClient, RetryPolicy
 
@@ -101,9 +106,13 @@ def _resolve(
 
     distribution 2.8 creates `_manifests/tags/<tag>/` (which `tags/list`
     reads) before it writes `current/link` (which a GET by tag reads), so a
-    tag being pushed is listed a moment before it resolves. Until then it is
-    not a tag a client can pull at all, which is not a broken one; a listed
-    tag that still does not resolve after `_PENDING_GRACE` seconds is.
+    tag being pushed is listed a moment before it resolves: 404 while the
+    link file does not exist yet, and 500 `UNKNOWN` while it exists but is
+    still empty (its filesystem driver's `PutContent` opens, truncates, then
+    writes in place; distribution 3 writes a temporary file and renames it).
+    Until then it is not a tag a client can pull at all, which is not a
+    broken one; a listed tag that still does not resolve after
+    `_PENDING_GRACE` seconds is.
     """
     deadline = time.monotonic() + _PENDING_GRACE
     while True:
@@ -112,8 +121,11 @@ def _resolve(
         except NotFoundError:
             if time.monotonic() > deadline:
                 return None
-            sweep.pending += 1
-            time.sleep(0.05)
+        except TransientRegistryError as error:
+            if error.status_code != 500 or time.monotonic() > deadline:
+                raise
+        sweep.pending += 1
+        time.sleep(0.05)
 
 
 def _sweep(client: RegistryClient, repositories: Iterable[str], sweep: _Sweep) -> None:

@@ -41,7 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny datasets, 1 run (smoke test)")
-    p.add_argument("--runs", type=int, default=None, help="runs per tool and case (3; quick: 1)")
+    p.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="loopback rounds per tool and case (1; 3 for steadier medians)",
+    )
     p.add_argument("--proc", type=int, default=5, help="image-syncer --proc (its default: 5)")
     p.add_argument(
         "--api",
@@ -57,9 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="other Prefect set-ups to measure image-syncer on, comma-separated "
         "(default: sqlite,temporary; quick: temporary; 'none' for none)",
     )
-    p.add_argument(
-        "--setup-runs", type=int, default=None, help="runs per Prefect set-up case (2; quick: 1)"
-    )
+    p.add_argument("--setup-runs", type=int, default=None, help="runs per Prefect set-up case (1)")
     p.add_argument(
         "--fixed-concurrency",
         type=lambda text: [int(v) for v in text.split(",") if v],
@@ -85,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=None,
         help="seconds the Prefect server's CPU must stay quiet before and after each run "
-        "(1.0; quick: 0.25)",
+        "(0.5; quick: 0.25)",
     )
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per measured command")
     p.add_argument("--no-scale-skopeo", action="store_true", help="skip skopeo's scale no-op")
@@ -104,11 +107,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     quick = args.quick
     if args.runs is None:
-        args.runs = 1 if quick else 3
+        args.runs = 1
     if args.settle is None:
-        args.settle = 0.25 if quick else 1.0
+        args.settle = 0.25 if quick else 0.5
     if args.setup_runs is None:
-        args.setup_runs = 1 if quick else 2
+        args.setup_runs = 1
     if args.setups is None:
         args.setups = ["temporary"] if quick else ["sqlite", "temporary"]
     args.setups = [kind for kind in args.setups if kind != args.api]

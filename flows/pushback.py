@@ -18,10 +18,12 @@ reaches the console and the API logs does not change.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import pkgutil
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 __all__ = ["PUSHBACK_LOGGER", "RuleGate", "listen_for_pushback", "rule_started"]
 
@@ -107,44 +109,90 @@ def rule_started() -> None:
 
 
 class _RetryListener(logging.Filter):
-    """A filter on `prefect.client` that reports retried requests and drops lowered records."""
+    """The one filter on `prefect.client`: reports retries, drops the lowered records.
 
-    def __init__(self, emit_from: int, on_retry: Callable[[str], None]):
+    Shared by every `listen_for_pushback` in the process (reference-counted),
+    so runs that listen at once, in any order of entering and leaving, leave
+    the logger exactly as they found it.
+    """
+
+    def __init__(self, emit_from: int, level: int, children: list[logging.Logger]):
         super().__init__()
-        self._emit_from = emit_from
-        self._on_retry = on_retry
+        self.emit_from = emit_from  # the lowest level the logger emitted before
+        self.level = level  # the logger's own level before
+        self.children = children  # child loggers pinned to `emit_from`
+        self.callbacks: list[Callable[[str], None]] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and record.msg.startswith(_RETRY_MESSAGE):
-            self._on_retry(record.getMessage())
-        return record.levelno >= self._emit_from
+            message = record.getMessage()
+            for callback in list(self.callbacks):
+                with suppress(Exception):  # never break Prefect's retry loop
+                    callback(message)
+        return record.levelno >= self.emit_from
+
+
+_LISTENING_LOCK = threading.Lock()
+_LISTENER: _RetryListener | None = None
 
 
 @contextmanager
 def listen_for_pushback(on_retry: Callable[[str], None]) -> Iterator[None]:
     """Call `on_retry(message)` for each request Prefect's client retries after pushback."""
-    logger = logging.getLogger(PUSHBACK_LOGGER)
-    level, emit_from = logger.level, logger.getEffectiveLevel()
-    # Child loggers (`prefect.client.subscriptions`) would inherit the lowered
-    # level and pass their DEBUG records on to the console: pin them.
-    children = _unpinned_children(PUSHBACK_LOGGER)
-    for child in children:
-        child.setLevel(emit_from)
-    listener = _RetryListener(emit_from, on_retry)
-    logger.addFilter(listener)
-    if emit_from > logging.DEBUG:
-        logger.setLevel(logging.DEBUG)
+    listener = _start_listening()
+    listener.callbacks.append(on_retry)
     try:
         yield
     finally:
+        listener.callbacks.remove(on_retry)
+        _stop_listening()
+
+
+def _start_listening() -> _RetryListener:
+    """Install the shared filter and lower the logger's level (first listener only)."""
+    global _LISTENER
+    with _LISTENING_LOCK:
+        if _LISTENER is None:
+            logger = logging.getLogger(PUSHBACK_LOGGER)
+            emit_from = logger.getEffectiveLevel()
+            # Child loggers (`prefect.client.subscriptions`) would inherit the
+            # lowered level and pass their DEBUG records on to the console.
+            children = _unpinned_children(PUSHBACK_LOGGER)
+            for child in children:
+                child.setLevel(emit_from)
+            _LISTENER = _RetryListener(emit_from, logger.level, children)
+            logger.addFilter(_LISTENER)
+            if emit_from > logging.DEBUG:
+                logger.setLevel(logging.DEBUG)
+        return _LISTENER
+
+
+def _stop_listening() -> None:
+    """Put the logger and its children back as they were (last listener only)."""
+    global _LISTENER
+    with _LISTENING_LOCK:
+        listener = _LISTENER
+        if listener is None or listener.callbacks:
+            return
+        logger = logging.getLogger(PUSHBACK_LOGGER)
         logger.removeFilter(listener)
-        logger.setLevel(level)
-        for child in children:
+        logger.setLevel(listener.level)
+        for child in listener.children:
             child.setLevel(logging.NOTSET)
+        _LISTENER = None
 
 
 def _unpinned_children(name: str) -> list[logging.Logger]:
-    """The existing loggers under `name` that take their level from it."""
+    """The loggers under `name` that would take their level from it.
+
+    Those that exist, and those the package's modules would create when
+    imported later in the run (`get_logger(__name__)`), made now so they
+    are pinned too.
+    """
+    package = importlib.util.find_spec(name)
+    if package is not None and package.submodule_search_locations:
+        for module in pkgutil.walk_packages(package.submodule_search_locations, name + "."):
+            logging.getLogger(module.name)
     loggers = list(logging.root.manager.loggerDict.items())
     return [
         child

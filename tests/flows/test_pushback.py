@@ -8,16 +8,17 @@ are the ones `flows.pushback` listens to.
 
 from __future__ import annotations
 
+import contextvars
 import http.server
 import logging
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from prefect import flow
-from prefect.client.orchestration import get_client
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.client.orchestration import SyncPrefectClient
 
 from flows.pushback import PUSHBACK_LOGGER, RuleGate, listen_for_pushback, rule_started
 
@@ -77,8 +78,9 @@ class _Everything(logging.Handler):
 
 
 def _health(url: str) -> None:
-    with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as c:
-        assert c.api_healthcheck() is None  # None: healthy (it answered in the end)
+    """A health check with Prefect's own client (its own: a flow's context has one too)."""
+    with SyncPrefectClient(api=url) as client:
+        assert client.api_healthcheck() is None  # None: healthy (it answered in the end)
 
 
 def test_each_retry_of_prefects_client_is_heard_and_nothing_new_is_logged(
@@ -93,6 +95,13 @@ def test_each_retry_of_prefects_client_is_heard_and_nothing_new_is_logged(
     level_before = client_logger.level
     try:
         with listen_for_pushback(heard.append):
+            # a module of Prefect's client package imported during the run
+            # takes the level it had, not the lowered one
+            late = logging.getLogger("prefect.client.subscriptions")
+            assert late.getEffectiveLevel() == client_logger.getEffectiveLevel() or (
+                late.getEffectiveLevel() > logging.DEBUG
+            )
+            late.debug("must not reach any handler")
             _health(url)
     finally:
         prefect_logger.removeHandler(everything)
@@ -106,6 +115,32 @@ def test_each_retry_of_prefects_client_is_heard_and_nothing_new_is_logged(
     busy_api.requests, busy_api.busy = 0, 1
     _health(url)
     assert busy_api.requests == 2 and len(heard) == 2
+
+
+def test_listeners_nest_in_any_order_and_a_failing_callback_breaks_nothing(
+    busy_api: _Server,
+) -> None:
+    url = f"http://127.0.0.1:{busy_api.server_address[1]}/api"
+    client_logger = logging.getLogger(PUSHBACK_LOGGER)
+    level_before, filters_before = client_logger.level, list(client_logger.filters)
+    heard: list[str] = []
+
+    def broken(message: str) -> None:
+        raise RuntimeError("a broken callback")
+
+    first, second = listen_for_pushback(broken), listen_for_pushback(heard.append)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first to enter leaves first
+    _health(url)  # the broken callback is gone; the second still hears
+    assert len(heard) == 2
+    second.__exit__(None, None, None)
+    assert client_logger.level == level_before
+    assert client_logger.filters == filters_before
+    with listen_for_pushback(broken):  # raising inside Prefect's retry loop breaks nothing
+        busy_api.requests, busy_api.busy = 0, 1
+        _health(url)
+    assert busy_api.requests == 2
 
 
 def test_the_gate_narrows_only_new_rules_and_never_widens() -> None:
@@ -128,7 +163,7 @@ def test_the_gate_narrows_only_new_rules_and_never_widens() -> None:
             with lock:
                 inside -= 1
 
-    first = [threading.Thread(target=rule, args=(True,)) for _ in range(3)]
+    first = [threading.Thread(target=rule, args=(True,), daemon=True) for _ in range(3)]
     for thread in first:
         thread.start()
     deadline = time.monotonic() + 5
@@ -137,20 +172,36 @@ def test_the_gate_narrows_only_new_rules_and_never_widens() -> None:
     assert inside == 3  # three at once before it narrows
     assert gate.narrow() and not gate.narrow()
     peak_after.clear()
-    later = [threading.Thread(target=rule, args=(False,)) for _ in range(4)]
+    later = [threading.Thread(target=rule, args=(False,), daemon=True) for _ in range(4)]
     for thread in later:
         thread.start()
-    time.sleep(0.1)
+    time.sleep(0.3)
     assert peak_after == []  # none of the later rules starts while the three run
     release.set()
     for thread in first + later:
         thread.join(5)
+    assert not any(thread.is_alive() for thread in first + later), "the gate hung"
     assert len(peak_after) == 7 - 3 and max(peak_after) == 1, peak_after
     assert gate.width == 1
 
 
-def _peak_concurrency(gate: RuleGate, rules: int, seconds: float = 0.1) -> list[int]:
-    """Run `rules` rules through `gate` at once; how many were inside as each one entered."""
+def _run_all(threads: list[threading.Thread]) -> None:
+    """Start `threads` (daemons) and fail if any has not finished within 5 s."""
+    for thread in threads:
+        thread.daemon = True
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert not any(thread.is_alive() for thread in threads), "the gate hung"
+
+
+def _peak_concurrency(
+    gate: RuleGate, rules: int, seconds: float = 0.1, widths: list[int] | None = None
+) -> list[int]:
+    """Run `rules` rules through `gate` at once; how many were inside as each one entered.
+
+    `widths` gets the gate's width as each rule entered.
+    """
     inside = 0
     seen: list[int] = []
     lock = threading.Lock()
@@ -161,23 +212,24 @@ def _peak_concurrency(gate: RuleGate, rules: int, seconds: float = 0.1) -> list[
             with lock:
                 inside += 1
                 seen.append(inside)
+                if widths is not None:
+                    widths.append(gate.width)
             time.sleep(seconds)
             with lock:
                 inside -= 1
 
-    threads = [threading.Thread(target=rule) for _ in range(rules)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(5)
+    _run_all([threading.Thread(target=rule) for _ in range(rules)])
     return seen
 
 
 def test_an_adaptive_gate_starts_at_one_and_widens_as_rules_finish() -> None:
     gate = RuleGate(4, adaptive=True)
-    seen = _peak_concurrency(gate, 12)
+    widths: list[int] = []
+    seen = _peak_concurrency(gate, 12, widths=widths)
     assert seen[0] == 1 and max(seen) == 4, seen
-    assert seen.index(max(seen)) >= 3, seen  # one, then two, then three before four
+    # one, then two; it only grows (by one per finished rule) and stops at four
+    assert widths[:2] == [1, 2] and widths == sorted(widths) and widths[-1] == 4, widths
+    assert all(inside <= width for inside, width in zip(seen, widths, strict=True))
     assert gate.width == 4
 
 
@@ -207,13 +259,13 @@ def test_a_started_rule_lets_the_next_one_in_before_it_ends() -> None:
         with gate.slot():
             second_in.set()
 
-    threads = [threading.Thread(target=first)]
+    threads = [threading.Thread(target=first, daemon=True)]
     threads[0].start()
     deadline = time.monotonic() + 5
     while gate.width < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert gate.width == 2
-    threads.append(threading.Thread(target=second))
+    threads.append(threading.Thread(target=second, daemon=True))
     threads[1].start()
     try:
         assert second_in.wait(5)  # while the first rule still runs
@@ -221,21 +273,52 @@ def test_a_started_rule_lets_the_next_one_in_before_it_ends() -> None:
         release.set()
         for thread in threads:
             thread.join(5)
+    assert not any(thread.is_alive() for thread in threads), "the gate hung"
     assert gate.width == 3  # the second one never called rule_started: widened at its end
     rule_started()  # outside any slot: nothing happens
     assert gate.width == 3
 
 
 def test_a_sync_subflow_body_runs_in_the_calling_thread(prefect_api: None) -> None:
-    """`rule_started` finds its slot through the thread: Prefect must keep the thread."""
+    """`rule_started` finds its slot through the thread: Prefect must keep the thread.
+
+    Called as `flows.sync._run_rules` calls it: from a pool thread, in a copy
+    of the parent flow's context.
+    """
 
     @flow
     def child() -> int:
         return threading.get_ident()
 
-    @flow
-    def parent() -> tuple[int, int]:
+    def call_child() -> tuple[int, int]:
         return threading.get_ident(), child()
 
-    outer, inner = parent()
-    assert outer == inner
+    @flow
+    def parent() -> tuple[int, int]:
+        context = contextvars.copy_context()
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(context.run, call_child).result()
+
+    caller, body = parent()
+    assert caller == body
+
+
+def test_the_rule_pool_narrows_its_gate_when_the_api_pushes_back(
+    prefect_api: None, busy_api: _Server
+) -> None:
+    from flows.sync import _narrow_on_pushback
+
+    url = f"http://127.0.0.1:{busy_api.server_address[1]}/api"
+    adaptive, fixed = RuleGate(4, adaptive=True), RuleGate(4)
+
+    @flow
+    def parent() -> None:
+        with _narrow_on_pushback(fixed, False):  # a chosen --rule-concurrency
+            _health(url)
+        busy_api.requests, busy_api.busy = 0, 1
+        with _narrow_on_pushback(adaptive, True):
+            _health(url)
+
+    parent()
+    assert (fixed.ceiling, fixed.width) == (4, 4)
+    assert (adaptive.ceiling, adaptive.width) == (1, 1)

@@ -48,8 +48,8 @@ class RuleGate:
 
     def __init__(self, ceiling: int, *, adaptive: bool = False):
         self.ceiling = max(1, ceiling)
+        self.adaptive = adaptive
         self.width = 1 if adaptive else self.ceiling
-        self._adaptive = adaptive
         self._active = 0
         self._changed = threading.Condition()
 
@@ -66,14 +66,14 @@ class RuleGate:
         with self._changed:
             self._changed.wait_for(lambda: self._active < self.width)
             self._active += 1
-        _current.gate, _current.widened = self, False
+        _current.gate = self  # until `rule_started` has widened it
         try:
             yield
         finally:
-            widened, _current.gate = _current.widened, None
+            not_widened, _current.gate = _current.gate is self, None
             with self._changed:
                 self._active -= 1
-                if not widened:
+                if not_widened:
                     self._widen()
                 self._changed.notify_all()
 
@@ -85,7 +85,7 @@ class RuleGate:
 
     def _widen(self) -> None:
         """One more rule at once, up to the ceiling (the condition's lock is held)."""
-        if self._adaptive:
+        if self.adaptive:
             self.width = min(self.ceiling, self.width + 1)
 
 
@@ -102,10 +102,9 @@ def rule_started() -> None:
     body in another thread leaves the widening to the slot's end).
     """
     gate: RuleGate | None = getattr(_current, "gate", None)
-    if gate is None or _current.widened:
-        return
-    _current.widened = True
-    gate.started()
+    if gate is not None:
+        _current.gate = None  # once per slot
+        gate.started()
 
 
 class _RetryListener(logging.Filter):

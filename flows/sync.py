@@ -104,7 +104,7 @@ def _run_rules(
     )
     rule_flow = sync_rule.with_options(task_runner=runner)  # type: ignore[arg-type]  # Prefect's generic
     with (
-        _narrow_on_pushback(gate, adaptive),
+        _narrow_on_pushback(gate),
         ThreadPoolExecutor(max(1, min(concurrency, len(indices) or 1))) as pool,
         # No heartbeat thread for rule subflows: each sync flow joins it on exit,
         # and it sleeps in 1 s steps (measured 1.30 s -> 0.26 s per subflow).
@@ -125,9 +125,9 @@ def _run_rules(
 
 
 @contextlib.contextmanager
-def _narrow_on_pushback(gate: RuleGate, enabled: bool) -> Iterator[None]:
-    """While rules run, the first request the Prefect API pushes back narrows `gate` to 1."""
-    if not enabled or gate.ceiling == 1:
+def _narrow_on_pushback(gate: RuleGate) -> Iterator[None]:
+    """While rules run, the first request the Prefect API pushes back narrows an adaptive gate."""
+    if not gate.adaptive or gate.ceiling == 1:
         yield
         return
     logger = get_run_logger()

@@ -92,15 +92,14 @@ def test_each_retry_of_prefects_client_is_heard_and_nothing_new_is_logged(
     prefect_logger = logging.getLogger("prefect")
     prefect_logger.addHandler(everything)
     client_logger = logging.getLogger(PUSHBACK_LOGGER)
-    level_before = client_logger.level
+    level_before, emitted_before = client_logger.level, client_logger.getEffectiveLevel()
+    assert emitted_before > logging.DEBUG  # else there is nothing to leak
     try:
         with listen_for_pushback(heard.append):
             # a module of Prefect's client package imported during the run
             # takes the level it had, not the lowered one
             late = logging.getLogger("prefect.client.subscriptions")
-            assert late.getEffectiveLevel() == client_logger.getEffectiveLevel() or (
-                late.getEffectiveLevel() > logging.DEBUG
-            )
+            assert late.getEffectiveLevel() == emitted_before, late.getEffectiveLevel()
             late.debug("must not reach any handler")
             _health(url)
     finally:
@@ -313,10 +312,10 @@ def test_the_rule_pool_narrows_its_gate_when_the_api_pushes_back(
 
     @flow
     def parent() -> None:
-        with _narrow_on_pushback(fixed, False):  # a chosen --rule-concurrency
+        with _narrow_on_pushback(fixed):  # a chosen --rule-concurrency
             _health(url)
         busy_api.requests, busy_api.busy = 0, 1
-        with _narrow_on_pushback(adaptive, True):
+        with _narrow_on_pushback(adaptive):
             _health(url)
 
     parent()

@@ -137,11 +137,7 @@ class UploadFeed:
         self._hash.update(chunk)
         self._pending = chunk
         if self.size is not None and self._hash.offset > self.size:
-            raise DigestMismatchError(
-                f"{self.size} bytes",
-                f"more than {self.size} bytes",
-                what=f"blob {self.expected} size",
-            )
+            raise self._too_long(self.size)
         if self._is_last():
             self._ended = True
             self.verify()  # before the last piece is released
@@ -179,12 +175,13 @@ class UploadFeed:
             return self._hash.offset == self.size
         self._ahead = self._next_chunk()
         if self._ahead is not None and self.size is not None:
-            raise DigestMismatchError(
-                f"{self.size} bytes",
-                f"more than {self.size} bytes",
-                what=f"blob {self.expected} size",
-            )
+            raise self._too_long(self.size)
         return self._ahead is None
+
+    def _too_long(self, size: int) -> DigestMismatchError:
+        return DigestMismatchError(
+            f"{size} bytes", f"more than {size} bytes", what=f"blob {self.expected} size"
+        )
 
     def verify(self) -> None:
         """Raise `DigestMismatchError` unless everything pulled matches size and digest."""

@@ -309,6 +309,4 @@ def test_a_source_that_dies_mid_blob_fails_as_the_source_not_a_digest_mismatch(
         assert "503" in str(failure.value)
         assert session.client(target).head_blob(target.repository, digest) is None
     finally:
-        close = getattr(session, "close", None)
-        if close is not None:
-            close()
+        session.close()

@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--runs",
         type=int,
-        default=None,
+        default=1,
         help="loopback rounds per tool and case (1; 3 for steadier medians)",
     )
     p.add_argument("--proc", type=int, default=5, help="image-syncer --proc (its default: 5)")
@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="other Prefect set-ups to measure image-syncer on, comma-separated "
         "(default: sqlite,temporary; quick: temporary; 'none' for none)",
     )
-    p.add_argument("--setup-runs", type=int, default=None, help="runs per Prefect set-up case (1)")
+    p.add_argument("--setup-runs", type=int, default=1, help="runs per Prefect set-up case (1)")
     p.add_argument(
         "--fixed-concurrency",
         type=lambda text: [int(v) for v in text.split(",") if v],
@@ -106,12 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output", type=Path, help="JSON results file (default: bench/results/...)")
     args = p.parse_args(argv)
     quick = args.quick
-    if args.runs is None:
-        args.runs = 1
     if args.settle is None:
         args.settle = 0.25 if quick else 0.5
-    if args.setup_runs is None:
-        args.setup_runs = 1
     if args.setups is None:
         args.setups = ["temporary"] if quick else ["sqlite", "temporary"]
     args.setups = [kind for kind in args.setups if kind != args.api]
